@@ -1,0 +1,87 @@
+"""Every read of the guest's files goes through a :class:`Root`.
+
+Collectors never open ``/proc`` or ``/sys`` directly: they ask a ``Root`` for a guest
+path (``"/proc/meminfo"``), which maps it under a base directory. Tests build a fake
+guest in a temp dir and pass it as the base, the way psutil reads ``/proc`` through one
+configurable prefix.
+
+Tolerance policy (as psutil's Linux backend): an entry that vanished while we looked
+(hot-unplug race: ENOENT, ENODEV, ENXIO, ENOTDIR) reads as the given default; any other
+error (EACCES, EIO, ...) is raised for the section to report.
+"""
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+
+#: Errors that mean "not there (any more)": read as absent.
+VANISHED = frozenset((errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR, errno.ELOOP))
+
+#: Largest file a collector reads; sysfs and procfs files are far smaller.
+MAX_READ = 1 << 20
+
+
+@dataclass(frozen=True)
+class Root:
+    """The guest's filesystem as seen under ``base`` (``/`` on a real guest)."""
+
+    base: str = "/"
+
+    def path(self, guest_path: str) -> str:
+        """Host path of the absolute guest path ``guest_path``."""
+        if self.base in ("", "/"):
+            return guest_path
+        return os.path.join(self.base, guest_path.lstrip("/"))
+
+    def read_bytes(self, guest_path: str, default: Optional[bytes] = None,
+                   limit: int = MAX_READ) -> Optional[bytes]:
+        """At most ``limit`` bytes of a file, or ``default`` if it is not there."""
+        try:
+            with open(self.path(guest_path), "rb") as f:
+                return f.read(limit)
+        except OSError as err:
+            if err.errno in VANISHED:
+                return default
+            raise
+
+    def read_text(self, guest_path: str, default: Optional[str] = None,
+                  limit: int = MAX_READ) -> Optional[str]:
+        """A file's text (UTF-8, undecodable bytes replaced), or ``default``."""
+        data = self.read_bytes(guest_path, None, limit)
+        if data is None:
+            return default
+        return data.decode("utf-8", "replace")
+
+    def read_line(self, guest_path: str, default: Optional[str] = None) -> Optional[str]:
+        """The first line of a file, stripped (sysfs attributes), or ``default``."""
+        text = self.read_text(guest_path, None, 64 * 1024)
+        if text is None:
+            return default
+        return text.split("\n", 1)[0].strip()
+
+    def listdir(self, guest_path: str) -> List[str]:
+        """Names in a directory, sorted; empty if it is not there."""
+        try:
+            return sorted(os.listdir(self.path(guest_path)))
+        except OSError as err:
+            if err.errno in VANISHED:
+                return []
+            raise
+
+    def readlink(self, guest_path: str) -> Optional[str]:
+        """A symlink's target, or None if it is not a symlink or not there."""
+        try:
+            return os.readlink(self.path(guest_path))
+        except OSError as err:
+            if err.errno in VANISHED or err.errno == errno.EINVAL:
+                return None
+            raise
+
+    def exists(self, guest_path: str) -> bool:
+        """Whether the path exists (following symlinks)."""
+        return os.path.exists(self.path(guest_path))
+
+    def lexists(self, guest_path: str) -> bool:
+        """Whether the path exists (a dangling symlink counts)."""
+        return os.path.lexists(self.path(guest_path))

@@ -1,0 +1,107 @@
+"""Sections: what each run collects, and the contract between collectors and publisher.
+
+A section is a module in this package with:
+
+* ``OWNS``: a tuple of XenStore paths, relative to the guest's home, that the section
+  owns. A path is a single key or a whole subtree. The publisher reads what is there
+  under them, writes what differs and removes what the section no longer reports, and
+  never touches anything outside them.
+* ``collect(ctx: Context) -> Collected``: reads the guest (files through ``ctx.root``)
+  and returns the wanted keys. It knows nothing of transactions. It raises (OSError,
+  ValueError, :class:`SectionError`) when it cannot produce a trustworthy answer: the
+  publisher then leaves that section's keys as they are.
+
+Sections are imported only when asked for, so that a ``memory`` run loads neither
+psutil nor sh.
+"""
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Tuple
+
+try:  # Python 3.8 has typing.Protocol
+    from typing import Protocol
+except ImportError:  # pragma: no cover
+    Protocol = object  # type: ignore
+
+from ..guest import Root
+
+#: Section name -> module (in this package) implementing it, in publishing order.
+SECTIONS: Dict[str, str] = {
+    "os": "osinfo",
+    "misc": "misc",
+    "memory": "memory",
+    "network": "network",
+    "volumes": "volumes",
+}
+
+#: Names accepted by ``--section`` besides the sections themselves.
+GROUPS: Dict[str, Tuple[str, ...]] = {
+    "static": ("os", "misc"),
+    "ephemeral": ("memory", "volumes"),
+    "all": tuple(SECTIONS),
+}
+
+
+class SectionError(Exception):
+    """A section could not collect a trustworthy answer (message is one line)."""
+
+
+class XenStoreReader(Protocol):
+    """Read-only XenStore access for collectors that need it (SR-IOV MACs, disk backends).
+
+    Paths are relative to the guest's home or absolute. Absent or unreadable nodes read
+    as None / empty: a collector never fails because dom0 left something out.
+    """
+
+    def read(self, path: str) -> Optional[str]:
+        ...
+
+    def directory(self, path: str) -> List[str]:
+        ...
+
+
+@dataclass
+class Context:
+    """What a collector may use: the guest's files, XenStore (if any), options."""
+
+    root: Root = field(default_factory=Root)
+    #: None when there is no XenStore (print mode on a machine that is not a Xen guest).
+    xenstore: Optional[XenStoreReader] = None
+    #: ``--no-balloon``: advertise ``control/feature-balloon`` = 0.
+    no_balloon: bool = False
+
+
+@dataclass
+class Collected:
+    """A section's answer: keys (relative to the guest's home) and their text values."""
+
+    values: Dict[str, str] = field(default_factory=dict)
+    #: Keys whose value is an integer that wanders (free memory, free space): a change
+    #: smaller than the tolerance is not republished until the published value is older
+    #: than the publisher's maximum age. Key -> tolerance (same unit as the value).
+    tolerance: Dict[str, int] = field(default_factory=dict)
+
+
+def expand(names: Iterable[str]) -> List[str]:
+    """Section names for ``--section`` arguments (names, groups, comma lists), in
+    publishing order. Raises ValueError naming an unknown one."""
+    wanted = set()
+    for arg in names:
+        for name in arg.split(","):
+            name = name.strip()
+            if not name:
+                continue
+            if name in GROUPS:
+                wanted.update(GROUPS[name])
+            elif name in SECTIONS:
+                wanted.add(name)
+            else:
+                raise ValueError("unknown section %r (choose from %s)" % (
+                    name, ", ".join(list(SECTIONS) + list(GROUPS))))
+    return [name for name in SECTIONS if name in wanted]
+
+
+def load(name: str):
+    """The module implementing section ``name`` (imported on first use)."""
+    return importlib.import_module("." + SECTIONS[name], __name__)
