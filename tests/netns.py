@@ -1,0 +1,254 @@
+"""Network namespaces for tests: real interfaces and addresses, a fake sysfs beside them.
+
+The kernel here offers veth, bridge and macvlan links (no dummy, bond or VLAN). A test
+builds its interfaces in a namespace of its own, then mirrors the namespace's
+``/sys/class/net`` (``address``, ``master``, ``upper_*``, ``lower_*`` links) into a fake
+guest root, adding ``device/nodename`` = ``device/vif/<id>`` to the interfaces that play
+Xen VIFs. Code that reads addresses (psutil) must run inside the namespace:
+:meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.netns collect ROOT``
+runs the network section there and prints its keys as JSON.
+"""
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+_COUNTER = itertools.count()
+
+#: Runs inside the namespace (where /sys is remounted for it): interface -> facts.
+_SNAPSHOT = r"""
+import json, os
+base = "/sys/class/net"
+out = {}
+for name in sorted(os.listdir(base)):
+    d = os.path.join(base, name)
+    links = {}
+    for entry in sorted(os.listdir(d)):
+        if entry == "master" or entry.startswith(("upper_", "lower_")):
+            links[entry] = os.path.basename(os.readlink(os.path.join(d, entry)))
+    with open(os.path.join(d, "address")) as f:
+        address = f.read().strip()
+    out[name] = {"address": address, "links": links}
+print(json.dumps(out))
+"""
+
+
+class Unavailable(Exception):
+    """Network namespaces cannot be made here (reason in the message)."""
+
+
+class Netns:
+    """A uniquely named network namespace, deleted on exit."""
+
+    def __init__(self, prefix: str = "xeo"):
+        self.name = "%s-%d-%d" % (prefix, os.getpid(), next(_COUNTER))
+
+    def __enter__(self) -> "Netns":
+        if os.geteuid() != 0:
+            raise Unavailable("network namespaces need root")
+        if not shutil.which("ip"):
+            raise Unavailable("iproute2's ip is missing")
+        res = subprocess.run(["ip", "netns", "add", self.name], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        if res.returncode != 0:
+            raise Unavailable("ip netns add: " + res.stdout.strip())
+        self.ip("link", "set", "lo", "up")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def ip(self, *args: str) -> None:
+        """``ip -n NS ARGS`` (raises with ip's message on failure)."""
+        res = subprocess.run(["ip", "-n", self.name] + list(args), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+        if res.returncode != 0:
+            raise RuntimeError("ip %s: %s" % (" ".join(args), res.stdout.strip()))
+
+    def run(self, argv: List[str], env: Optional[Mapping[str, str]] = None,
+            check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a command inside the namespace; stdout/stderr as text."""
+        res = subprocess.run(["ip", "netns", "exec", self.name] + list(argv),
+                             env=dict(env) if env is not None else None, cwd=str(CHECKOUT),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             timeout=timeout)
+        if check and res.returncode != 0:
+            raise RuntimeError("%s failed (%d): %s" % (argv, res.returncode, res.stderr))
+        return res
+
+    # -- building blocks ---------------------------------------------------------------
+
+    def veth(self, name: str, peer: str) -> None:
+        """A veth pair, both ends here and up."""
+        self.ip("link", "add", name, "type", "veth", "peer", "name", peer)
+        self.ip("link", "set", name, "up")
+        self.ip("link", "set", peer, "up")
+
+    def bridge(self, name: str, *ports: str) -> None:
+        self.ip("link", "add", name, "type", "bridge")
+        for port in ports:
+            self.ip("link", "set", port, "master", name)
+        self.ip("link", "set", name, "up")
+
+    def macvlan(self, name: str, lower: str) -> None:
+        self.ip("link", "add", name, "link", lower, "type", "macvlan", "mode", "bridge")
+        self.ip("link", "set", name, "up")
+
+    def addr(self, dev: str, cidr: str, *extra: str) -> None:
+        """Add an address; IPv6 ones with ``nodad`` so they are usable at once."""
+        args = ["addr", "add", cidr, "dev", dev] + list(extra)
+        if ":" in cidr and "nodad" not in extra:
+            args.append("nodad")
+        self.ip(*args)
+
+    def snapshot(self) -> Dict[str, dict]:
+        """What the namespace's /sys/class/net shows: name -> {address, links}."""
+        res = self.run([sys.executable, "-c", _SNAPSHOT])
+        return json.loads(res.stdout)
+
+    def mirror(self, root: Path, vifs: Mapping[str, str] = (),
+               devices: Iterable[str] = ()) -> Dict[str, dict]:
+        """Rebuild ``root``'s /sys/class/net from this namespace (see :func:`mirror_sysfs`)."""
+        snap = self.snapshot()
+        mirror_sysfs(snap, root, vifs, devices)
+        return snap
+
+    def collect(self, root: Path, env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+        """The network section's keys, collected inside the namespace over ``root``.
+        ``env`` (e.g. ``xenstored.env()``) gives it XenStore; without it, none."""
+        env = dict(env if env is not None else _without_xenstore(os.environ))
+        env["PYTHONPATH"] = str(CHECKOUT)
+        res = self.run([sys.executable, "-m", "tests.netns", "collect", str(root)], env=env)
+        return json.loads(res.stdout)
+
+
+def _without_xenstore(env: Mapping[str, str]) -> Dict[str, str]:
+    return {k: v for k, v in env.items() if k != "XENSTORED_PATH"}
+
+
+def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, str] = (),
+                 devices: Iterable[str] = ()) -> None:
+    """Write ``root``/sys/class/net from a :meth:`Netns.snapshot`.
+
+    ``vifs`` maps interface -> VIF id (gets ``device/nodename``); ``devices`` names
+    interfaces that get a plain ``device`` directory (a PCI device: an SR-IOV VF).
+    """
+    vifs = dict(vifs)
+    devices = set(devices)
+    net = Path(root) / "sys/class/net"
+    if net.exists():
+        shutil.rmtree(net)
+    net.mkdir(parents=True)
+    for name, facts in snapshot.items():
+        d = net / name
+        d.mkdir()
+        (d / "address").write_text(facts["address"] + "\n")
+        for link, target in facts["links"].items():
+            os.symlink("../" + target, str(d / link))
+        if name in vifs:
+            (d / "device").mkdir()
+            (d / "device/nodename").write_text("device/vif/%s\n" % vifs[name])
+        elif name in devices:
+            (d / "device").mkdir()
+            (d / "device/vendor").write_text("0x8086\n")
+
+
+def xapi_networks(tree: Mapping[str, str]) -> Dict[str, str]:
+    """What xapi (``xapi_guest_agent.ml``, ``networks``) derives from an ``attr/vif``
+    (or net-sriov-vf) subtree as returned by ``XenStored.tree``: ``<id>/ipv4/<n>``,
+    ``<id>/ipv6/<n>`` and ``<id>/ip`` = the IPv4 of the lowest index. Like xapi, a
+    non-integer index drops that family of that VIF."""
+    children: Dict[str, List[str]] = {}
+    for key in tree:
+        parent, _, name = key.rpartition("/")
+        children.setdefault(parent, []).append(name)
+    out: Dict[str, str] = {}
+    for vif in children.get("", []):
+        for family in ("ipv4", "ipv6"):
+            names = children.get("%s/%s" % (vif, family), [])
+            try:
+                indices = sorted(names, key=int)
+            except ValueError:
+                continue
+            for i, n in enumerate(indices):
+                value = tree["%s/%s/%s" % (vif, family, n)]
+                if family == "ipv4" and i == 0:
+                    out["%s/ip" % vif] = value
+                out["%s/%s/%s" % (vif, family, n)] = value
+    return out
+
+
+# -- the collector inside a namespace ------------------------------------------------------
+
+class CToolsReader:
+    """A read-only XenStore over Debian's C tools (test use only)."""
+
+    def __init__(self):
+        from tests.xenstored import xen_root
+        root = xen_root()
+        self.bin = root / "usr/bin"
+        self.env = dict(os.environ, LD_LIBRARY_PATH=str(root / "usr/lib/x86_64-linux-gnu"))
+
+    def _run(self, tool: str, path: str) -> Optional[str]:
+        res = subprocess.run([str(self.bin / tool), path], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=self.env)
+        return res.stdout if res.returncode == 0 else None
+
+    def read(self, path: str) -> Optional[str]:
+        out = self._run("xenstore-read", path)
+        return None if out is None else out[:-1]
+
+    def directory(self, path: str) -> List[str]:
+        out = self._run("xenstore-list", path)
+        return out.split() if out else []
+
+
+class ClientReader:
+    """A read-only XenStore over the package's own client (absent = None / [])."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def read(self, path: str) -> Optional[str]:
+        try:
+            return self.client.read_text(path)
+        except OSError:
+            return None
+
+    def directory(self, path: str) -> List[str]:
+        try:
+            return self.client.directory(path)
+        except OSError:
+            return []
+
+
+def _collect_main(root: str) -> int:
+    from xe_oneshot.guest import Root
+    from xe_oneshot.sections import Context, network
+    ctx = Context(root=Root(root))
+    if not os.environ.get("XENSTORED_PATH"):
+        print(json.dumps(network.collect(ctx).values, sort_keys=True))
+        return 0
+    try:
+        from xe_oneshot.xenstore import Client
+    except ImportError:
+        ctx.xenstore = CToolsReader()
+        print(json.dumps(network.collect(ctx).values, sort_keys=True))
+        return 0
+    with Client.open(timeout=10) as client:
+        ctx.xenstore = ClientReader(client)
+        print(json.dumps(network.collect(ctx).values, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "collect":
+        sys.exit(_collect_main(sys.argv[2]))
+    sys.exit("usage: python3 -m tests.netns collect ROOT")

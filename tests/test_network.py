@@ -1,0 +1,256 @@
+"""The network section's parts: parsers, index policy, real bond/VLAN/VIF sysfs layouts
+(fake trees), SR-IOV MACs and published indices read from the real daemon."""
+
+import os
+import socket
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+
+from xe_oneshot.guest import Root
+from xe_oneshot.sections import Context, network
+from tests.netns import CToolsReader, xapi_networks
+
+
+# -- parsers ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,vifid", [
+    ("device/vif/0\n", "0"),
+    ("device/vif/12", "12"),
+    ("device/vbd/768", None),
+    ("device/vif/", None),
+    ("device/vif/1a", None),
+    ("xenbus/device/vif/0", None),
+    ("", None),
+    (None, None),
+])
+def test_parse_vif_nodename(text, vifid):
+    assert network.parse_vif_nodename(text) == vifid
+
+
+@pytest.mark.parametrize("text,mac", [
+    ("00:16:3E:0A:0b:0C\n", "00:16:3e:0a:0b:0c"),
+    ("00:16:3e:0a:0b", None),
+    ("00-16-3e-0a-0b-0c", None),
+    ("00:16:3e:0a:0b:0c:0d", None),
+    ("zz:16:3e:0a:0b:0c", None),
+    ("", None),
+    (None, None),
+])
+def test_parse_mac(text, mac):
+    assert network.parse_mac(text) == mac
+
+
+@pytest.mark.parametrize("family,text,canonical", [
+    (socket.AF_INET, "192.0.2.10", "192.0.2.10"),
+    (socket.AF_INET6, "fe80::216:3eff:fe00:1%eth0", "fe80::216:3eff:fe00:1"),
+    (socket.AF_INET6, "2001:DB8:0:0::0:5", "2001:db8::5"),
+    (socket.AF_INET6, "192.0.2.10", None),
+    (socket.AF_INET, "2001:db8::5", None),
+    (socket.AF_INET, "not an address", None),
+])
+def test_canonical(family, text, canonical):
+    assert network.canonical(family, text) == canonical
+
+
+def test_ipv4_labels_fold_into_their_interface():
+    snicaddr = namedtuple("snicaddr", "family address netmask broadcast ptp")  # psutil's
+    raw = {
+        "br0": [snicaddr(socket.AF_INET, "192.0.2.10", "255.255.255.0", None, None),
+                snicaddr(socket.AF_INET6, "fe80::1%br0", "ffff:ffff:ffff:ffff::", None, None),
+                snicaddr(socket.AF_PACKET, "00:16:3e:00:00:01", None, None, None)],
+        "br0:1": [snicaddr(socket.AF_INET, "192.0.2.11", "255.255.255.0", None, None)],
+    }
+    assert network.addresses_by_interface(raw) == {
+        "br0": [("ipv4", "192.0.2.10"), ("ipv6", "fe80::1"), ("ipv4", "192.0.2.11")]}
+
+
+# -- index policy ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("current,published,expected", [
+    (["a", "b"], {}, {0: "a", 1: "b"}),
+    (["a", "b"], {"b": 0, "a": 1}, {1: "a", 0: "b"}),
+    # a vanished address frees its index, the newcomer takes the lowest free one
+    (["c", "b"], {"a": 0, "b": 1}, {0: "c", 1: "b"}),
+    (["a", "d", "e"], {"a": 0, "b": 1, "c": 2}, {0: "a", 1: "d", 2: "e"}),
+    # holes are filled from the bottom; kept indices never move
+    (["x", "y", "z"], {"z": 3}, {3: "z", 0: "x", 1: "y"}),
+    ([], {"a": 0}, {}),
+])
+def test_assign_indices(current, published, expected):
+    assert network.assign_indices(current, published) == expected
+
+
+# -- sysfs layouts (fake trees) -------------------------------------------------------------
+
+def _iface(root: Path, name: str, devpath: str, address: str = "00:16:3e:00:00:01",
+           links=(), nodename=None, perm=None) -> None:
+    """An interface the way sysfs lays it out: /sys/devices/<devpath>/net/<name>, a
+    class/net symlink, links given as sysfs-relative device paths of their target."""
+    sysdir = root / "sys/devices" / devpath / "net" / name
+    sysdir.mkdir(parents=True)
+    (sysdir / "address").write_text(address + "\n")
+    depth = len(Path(devpath).parts) + 2  # from .../net/<name> back to /sys/devices
+    for link, target in links:
+        os.symlink("../" * depth + target, str(sysdir / link))
+    if nodename is not None:
+        (root / "sys/devices" / devpath / "nodename").write_text(nodename + "\n")
+        os.symlink("../../../" + devpath.rsplit("/", 1)[-1], str(sysdir / "device"))
+    elif devpath != "virtual":
+        os.symlink("../../../" + devpath.rsplit("/", 1)[-1], str(sysdir / "device"))
+    if perm is not None:
+        (sysdir / "bonding_slave").mkdir()
+        (sysdir / "bonding_slave/perm_hwaddr").write_text(perm + "\n")
+    classnet = root / "sys/class/net"
+    classnet.mkdir(parents=True, exist_ok=True)
+    os.symlink("../../devices/%s/net/%s" % (devpath, name), str(classnet / name))
+
+
+def _bond_vlan_bridge_tree(root: Path) -> None:
+    """eth0 + eth1 (VIFs 0, 1) in bond0; VLAN bond0.100 on it, bridge br100 over the
+    VLAN; ens5 a PCI NIC (an SR-IOV VF) with VLAN ens5.7."""
+    bond0 = "virtual/net/bond0"
+    _iface(root, "eth0", "vif-0", "00:16:3e:00:00:aa", nodename="device/vif/0",
+           perm="00:16:3e:00:00:aa",
+           links=[("master", bond0), ("upper_bond0", bond0)])
+    _iface(root, "eth1", "vif-1", "00:16:3e:00:00:aa", nodename="device/vif/1",
+           perm="00:16:3e:00:00:bb",
+           links=[("master", bond0), ("upper_bond0", bond0)])
+    _iface(root, "bond0", "virtual", "00:16:3e:00:00:aa",
+           links=[("lower_eth0", "vif-0/net/eth0"), ("lower_eth1", "vif-1/net/eth1"),
+                  ("upper_bond0.100", "virtual/net/bond0.100")])
+    _iface(root, "bond0.100", "virtual", "00:16:3e:00:00:aa",
+           links=[("lower_bond0", bond0), ("master", "virtual/net/br100"),
+                  ("upper_br100", "virtual/net/br100")])
+    _iface(root, "br100", "virtual", "00:16:3e:00:00:aa",
+           links=[("lower_bond0.100", "virtual/net/bond0.100")])
+    _iface(root, "ens5", "pci0000:00/0000:00:05.0", "0A:00:00:00:00:05",
+           links=[("upper_ens5.7", "virtual/net/ens5.7")])
+    _iface(root, "ens5.7", "virtual", "0a:00:00:00:00:05",
+           links=[("lower_ens5", "pci0000:00/0000:00:05.0/net/ens5")])
+    _iface(root, "lo", "virtual", "00:00:00:00:00:00")
+
+
+def test_real_bond_vlan_bridge_layout(tmp_path):
+    _bond_vlan_bridge_tree(tmp_path)
+    root = Root(str(tmp_path))
+    names = root.listdir(network.SYS_NET)
+    targets = network.find_targets(root, names, {"0a:00:00:00:00:05": "3"})
+    assert targets == {
+        "eth0": network.Target("attr/vif", "0"),
+        "eth1": network.Target("attr/vif", "1"),
+        "ens5": network.Target("xenserver/attr/net-sriov-vf", "3"),
+    }
+    assert network.stacked(root, "eth0") == ["bond0", "bond0.100", "br100"]
+    assert network.stacked(root, "eth1") == ["bond0", "bond0.100", "br100"]
+    assert network.stacked(root, "ens5") == ["ens5.7"]
+    assert network.stacked(root, "br100") == []
+
+
+def test_virtual_devices_never_match_a_vf_mac(tmp_path):
+    """bond0, its VLAN and the bridge carry eth0's MAC; only device-backed interfaces
+    are VFs, and a bond slave is matched by its permanent MAC."""
+    _bond_vlan_bridge_tree(tmp_path)
+    root = Root(str(tmp_path))
+    # VIFs win over a MAC match; eth1's permanent MAC is ...bb, not the bond's ...aa
+    targets = network.find_targets(root, root.listdir(network.SYS_NET),
+                                   {"00:16:3e:00:00:aa": "7", "00:16:3e:00:00:bb": "8"})
+    assert sorted(targets) == ["eth0", "eth1"]
+    assert all(t.prefix == "attr/vif" for t in targets.values())
+
+
+def test_stacking_loop_terminates(tmp_path):
+    net = tmp_path / "sys/class/net"
+    for name in ("a", "b", "c"):
+        (net / name).mkdir(parents=True)
+    os.symlink("../b", str(net / "a/master"))
+    os.symlink("../c", str(net / "b/upper_c"))
+    os.symlink("../a", str(net / "c/upper_a"))
+    os.symlink("../b", str(net / "c/master"))
+    assert network.stacked(Root(str(tmp_path)), "a") == ["b", "c"]
+
+
+def test_no_interfaces_no_keys(tmp_path):
+    (tmp_path / "sys/class/net").mkdir(parents=True)
+    assert network.collect(Context(root=Root(str(tmp_path)))).values == {}
+
+
+def test_owns_covers_every_key_shape():
+    assert network.OWNS == ("attr/vif", "xenserver/attr/net-sriov-vf")
+
+
+# -- XenStore reads (real daemon) ---------------------------------------------------------
+
+DOM = "/local/domain/0/"
+
+
+def test_vf_macs_from_xenstore(tmp_path):
+    from tests.xenstored import XenStored
+    seed = [(DOM + "xenserver/device/net-sriov-vf/1/mac", "0A:00:00:00:00:01"),
+            (DOM + "xenserver/device/net-sriov-vf/2/mac", "garbage"),
+            (DOM + "xenserver/device/net-sriov-vf/3/other", "x"),
+            (DOM + "xenserver/device/net-sriov-vf/4/mac", "0a:00:00:00:00:01"),
+            (DOM + "xenserver/device/net-sriov-vf/5/mac", "0a:00:00:00:00:05")]
+    with XenStored(tmp_path, seed) as xsd:
+        os.environ["XENSTORED_PATH"] = str(xsd.socket)
+        try:
+            macs = network.vf_ids_by_mac(CToolsReader())
+        finally:
+            del os.environ["XENSTORED_PATH"]
+    assert macs == {"0a:00:00:00:00:01": "1", "0a:00:00:00:00:05": "5"}
+
+
+def test_no_xenstore_no_vfs():
+    assert network.vf_ids_by_mac(None) == {}
+    assert network.published_indices(None, "attr/vif/0/ipv4") == {}
+
+
+def test_published_indices_from_xenstore(tmp_path):
+    from tests.xenstored import XenStored
+    seed = [(DOM + "attr/vif/0/ipv4/0", "192.0.2.10"),
+            (DOM + "attr/vif/0/ipv4/3", "192.0.2.13"),
+            (DOM + "attr/vif/0/ipv4/5", "192.0.2.10"),   # twice: lowest index wins
+            (DOM + "attr/vif/0/ipv4/x", "192.0.2.99"),   # not an integer: not kept
+            (DOM + "attr/vif/0/ipv4/07", "192.0.2.98"),  # not canonical: not kept
+            (DOM + "attr/vif/0/ipv4/4", "junk"),
+            (DOM + "attr/vif/0/ipv6/2", "FE80::0:1")]
+    with XenStored(tmp_path, seed) as xsd:
+        os.environ["XENSTORED_PATH"] = str(xsd.socket)
+        try:
+            reader = CToolsReader()
+            v4 = network.published_indices(reader, "attr/vif/0/ipv4")
+            v6 = network.published_indices(reader, "attr/vif/0/ipv6")
+            none = network.published_indices(reader, "attr/vif/9/ipv4")
+        finally:
+            del os.environ["XENSTORED_PATH"]
+    assert v4 == {"192.0.2.10": 0, "192.0.2.13": 3}
+    assert v6 == {"fe80::1": 2}
+    assert none == {}
+
+
+# -- what the toolstack derives (the test helper itself) ----------------------------------
+
+def test_xapi_networks_helper():
+    tree = {"0": "", "0/ipv4": "", "0/ipv4/10": "192.0.2.20", "0/ipv4/2": "192.0.2.12",
+            "0/ipv6": "", "0/ipv6/0": "fe80::1",
+            "1": "", "1/ipv4": "", "1/ipv4/a": "192.0.2.99", "1/ipv6": "", "1/ipv6/0": "::1"}
+    assert xapi_networks(tree) == {
+        "0/ip": "192.0.2.12", "0/ipv4/2": "192.0.2.12", "0/ipv4/10": "192.0.2.20",
+        "0/ipv6/0": "fe80::1", "1/ipv6/0": "::1"}
+
+
+def test_bond_of_two_vfs_matched_by_permanent_macs(tmp_path):
+    """Active-backup bond of two SR-IOV VFs: the bond rewrote both slaves' ``address``
+    to its own MAC; each VF is found by its ``bonding_slave/perm_hwaddr``."""
+    bond = "virtual/net/bond1"
+    _iface(tmp_path, "ens5", "pci0000:00/0000:00:05.0", "0a:00:00:00:00:05",
+           perm="0a:00:00:00:00:05", links=[("master", bond), ("upper_bond1", bond)])
+    _iface(tmp_path, "ens6", "pci0000:00/0000:00:06.0", "0a:00:00:00:00:05",
+           perm="0a:00:00:00:00:06", links=[("master", bond), ("upper_bond1", bond)])
+    _iface(tmp_path, "bond1", "virtual", "0a:00:00:00:00:05")
+    root = Root(str(tmp_path))
+    targets = network.find_targets(root, root.listdir(network.SYS_NET),
+                                   {"0a:00:00:00:00:05": "0", "0a:00:00:00:00:06": "1"})
+    assert targets == {"ens5": network.Target(network.VF_PREFIX, "0"),
+                       "ens6": network.Target(network.VF_PREFIX, "1")}
