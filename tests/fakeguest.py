@@ -1,0 +1,45 @@
+"""Build a fake guest's files under a root directory for ``--root``."""
+
+from pathlib import Path
+from typing import Optional
+
+MEMINFO = """MemTotal:        {total} kB
+MemFree:          {free} kB
+{available}Buffers:           41220 kB
+Cached:           612088 kB
+SwapCached:            0 kB
+Active:           512340 kB
+"""
+
+DISTRIBUTION = """os_distro="debian"
+os_majorver="12"
+os_minorver="7"
+os_uname="6.1.0-25-amd64"
+os_name="Debian GNU/Linux 12 (bookworm)"
+"""
+
+
+class FakeGuest:
+    """A guest tree: ``FakeGuest(tmp_path).meminfo(...)``; ``.root`` for ``--root``."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def file(self, guest_path: str, text: str) -> "FakeGuest":
+        path = self.root / guest_path.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return self
+
+    def meminfo(self, total: int = 2048000, available: Optional[int] = 1500000,
+                free: int = 300000) -> "FakeGuest":
+        line = "" if available is None else "MemAvailable:    %d kB\n" % available
+        return self.file("/proc/meminfo", MEMINFO.format(total=total, free=free,
+                                                         available=line))
+
+    def distribution(self, text: str = DISTRIBUTION) -> "FakeGuest":
+        return self.file("/var/cache/xe-linux-distribution", text)
+
+    def minimal(self) -> "FakeGuest":
+        """Memory and a cached distribution: enough for os, misc and memory."""
+        return self.meminfo().distribution()

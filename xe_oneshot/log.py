@@ -1,0 +1,68 @@
+"""Logging that costs nothing until something is logged.
+
+The stdlib ``logging`` module takes several milliseconds to import, a good part of a
+run's whole budget, and a quiet run logs nothing. ``getLogger(name)`` returns a stand-in
+with the usual methods; the first message that passes the level imports ``logging`` and
+hands it over. Only the CLI decides the level and where records go (stderr, which
+journald captures under systemd and udev).
+"""
+
+import sys
+
+DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
+
+_config = {"level": WARNING, "prog": "xe-oneshot", "ready": False}
+
+
+def configure(verbose: int = 0, prog: str = "xe-oneshot") -> None:
+    """Set the threshold (WARNING; INFO with -v; DEBUG with -vv) and the message prefix."""
+    _config["level"] = WARNING if verbose <= 0 else INFO if verbose == 1 else DEBUG
+    _config["prog"] = prog
+    _config["ready"] = False
+
+
+def _handoff():
+    import logging
+    if not _config["ready"]:
+        root = logging.getLogger("xe_oneshot")
+        if not root.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(_config["prog"] + ": %(message)s"))
+            root.addHandler(handler)
+            root.propagate = False
+        root.setLevel(_config["level"])
+        _config["ready"] = True
+    return logging
+
+
+class Logger:
+    """The part of ``logging.Logger`` the project uses, imported on first use."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def log(self, level: int, msg: str, *args) -> None:
+        if level >= _config["level"]:
+            _handoff().getLogger(self.name).log(level, msg, *args)
+
+    def debug(self, msg: str, *args) -> None:
+        self.log(DEBUG, msg, *args)
+
+    def info(self, msg: str, *args) -> None:
+        self.log(INFO, msg, *args)
+
+    def warning(self, msg: str, *args) -> None:
+        self.log(WARNING, msg, *args)
+
+    def error(self, msg: str, *args) -> None:
+        self.log(ERROR, msg, *args)
+
+    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (logging's name)
+        return level >= _config["level"]
+
+
+def getLogger(name: str) -> Logger:  # noqa: N802 (logging's name)
+    """A logger for module ``name`` (``__name__``)."""
+    return Logger(name)

@@ -1,0 +1,272 @@
+"""The one writer: diff the collected keys against XenStore and apply them atomically.
+
+For the sections of a run, inside one XenStore transaction:
+
+1. read what is there under the paths the sections own (``OWNS``): a listing of every
+   node, and the value of every node the sections want to set;
+2. write the keys whose value differs, remove the nodes no section reports any more
+   (only inside the owned paths: never anything else), and write ``data/updated`` when
+   anything changed;
+3. commit (abort when nothing changed: an unchanged guest costs dom0 no write at all);
+   on EAGAIN (another writer committed first) run it all again, with a bounded backoff.
+
+Change policy for wandering values (``Collected.tolerance``: free memory, free space): a
+new value within ``threshold`` × tolerance of the published one is not written until the
+published one is ``max_age`` seconds old, so that noise does not wake the toolstack.
+When the policy publishes such a value, the time is remembered in the run state.
+
+A key the guest may not write (EACCES: the toolstack can make ``control/feature-balloon``
+read-only) is reported and skipped; the rest is published. A value over the daemon's
+size limit is cut (at a character boundary) with a warning, never sent oversize; control
+characters become spaces.
+"""
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+from . import log
+
+LOG = log.getLogger(__name__)
+
+#: oxenstored refuses values over 2048 bytes (E2BIG); C xenstored's default quota is the
+#: same. The toolstack has no use for longer ones.
+MAX_VALUE = 2048
+
+#: ``data/updated``: the toolstack re-reads the guest's metrics when it changes.
+UPDATED = "data/updated"
+
+ENOENT, EACCES, EAGAIN, E2BIG = 2, 13, 11, 7
+
+
+@dataclass
+class Policy:
+    """The change policy for wandering values (see module docstring)."""
+
+    threshold: float = 1.0          # in units of the section's tolerance (1% by default)
+    max_age: float = 300.0          # seconds
+    now: float = 0.0                # boot-clock time of this run
+    published: Dict[str, float] = field(default_factory=dict)   # key -> time written
+
+
+@dataclass
+class Plan:
+    """What a run changes: ``writes`` (key -> value, in order) and ``removes``."""
+
+    writes: Dict[str, str] = field(default_factory=dict)
+    removes: List[str] = field(default_factory=list)
+    deferred: List[str] = field(default_factory=list)   # small changes held back
+    denied: List[str] = field(default_factory=list)     # EACCES / E2BIG: not written
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.writes or self.removes)
+
+
+def clean_value(key: str, value: str) -> str:
+    """The value as it may go on the wire: no control characters, at most MAX_VALUE bytes."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        value = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in value)
+    data = value.encode("utf-8", "replace")
+    if len(data) > MAX_VALUE:
+        LOG.warning("%s: value of %d bytes cut to %d", key, len(data), MAX_VALUE)
+        value = data[:MAX_VALUE].decode("utf-8", "ignore")
+    return value
+
+
+def owner(key: str, owned: Iterable[str]) -> Optional[str]:
+    """The owned path ``key`` falls under, or None."""
+    for path in owned:
+        if key == path or key.startswith(path + "/"):
+            return path
+    return None
+
+
+def diff(existing: Dict[str, Optional[str]], nodes: Set[str], owned: Iterable[str],
+         wanted: Dict[str, str], tolerance: Dict[str, int], policy: Policy) -> Plan:
+    """The plan that turns what is there into what is wanted.
+
+    ``nodes``: every node now under the owned paths (the owned paths included);
+    ``existing``: the values read of the wanted keys (None: absent).
+    """
+    plan = Plan()
+    for key, value in wanted.items():
+        old = existing.get(key)
+        if old == value:
+            continue
+        if old is not None and key in tolerance and _within(old, value, tolerance[key],
+                                                            policy, key):
+            plan.deferred.append(key)
+            continue
+        plan.writes[key] = value
+    # Remove the topmost nodes that neither are wanted nor lead to a wanted key.
+    keep: Set[str] = set()
+    for key in wanted:
+        parts = key.split("/")
+        for i in range(1, len(parts) + 1):
+            keep.add("/".join(parts[:i]))
+    for node in sorted(nodes):
+        if node in keep:
+            continue
+        parent = node.rpartition("/")[0]
+        if parent in keep or owner(node, owned) == node:
+            plan.removes.append(node)
+    return plan
+
+
+def _within(old: str, new: str, tolerance: int, policy: Policy, key: str) -> bool:
+    try:
+        moved = abs(int(new) - int(old))
+    except ValueError:
+        return False
+    published = policy.published.get(key)
+    young = published is not None and policy.now - published < policy.max_age
+    return young and moved < tolerance * policy.threshold
+
+
+class Publisher:
+    """Applies the collected keys of a run's sections in one transaction."""
+
+    def __init__(self, client, policy: Policy, attempts: int = 10):
+        self.client = client
+        self.policy = policy
+        self.attempts = attempts
+
+    def publish(self, owned: List[str], wanted: Dict[str, str],
+                tolerance: Dict[str, int], dry_run: bool = False) -> Plan:
+        """Publish ``wanted`` (keys all under ``owned``); returns what was changed."""
+        for key in list(wanted):
+            if owner(key, owned) is None:
+                LOG.warning("%s: not under the sections' own keys, not published", key)
+                del wanted[key]
+        wanted = {k: clean_value(k, v) for k, v in wanted.items()}
+
+        def attempt(tx: int) -> Tuple[Plan, bool]:
+            nodes, existing = self._read(tx, owned, wanted)
+            plan = diff(existing, nodes, owned, wanted, tolerance, self.policy)
+            if dry_run or not plan.changed:
+                return plan, False
+            self._apply(tx, plan)
+            if plan.changed:
+                self._write(tx, UPDATED, time.asctime(), plan)
+            return plan, True
+
+        plan = self._transaction(attempt)
+        if not dry_run:
+            self._remember(plan, owned, wanted, tolerance)
+        return plan
+
+    def _remember(self, plan: Plan, owned: List[str], wanted: Dict[str, str],
+                  tolerance: Dict[str, int]) -> None:
+        """Note when wandering values were published (their age starts when first seen)."""
+        published = self.policy.published
+        for key in tolerance:
+            if key in plan.writes or key not in published:
+                published[key] = self.policy.now
+        for key in list(published):
+            if key not in wanted and owner(key, owned) is not None:
+                del published[key]
+
+    # -- reading ------------------------------------------------------------------
+
+    def _read(self, tx: int, owned: List[str], wanted: Dict[str, str]):
+        """Every node under the owned paths, and the values of the wanted ones."""
+        nodes: Set[str] = set()
+        existing: Dict[str, Optional[str]] = {}
+        for path in owned:
+            if path in wanted:          # a single key: its value tells all
+                value = self._read_value(tx, path)
+                if value is not None:
+                    nodes.add(path)
+                    existing[path] = value
+                continue
+            self._walk(tx, path, nodes)
+        for key in wanted:
+            if key in nodes and key not in existing:
+                existing[key] = self._read_value(tx, key)
+        return nodes, existing
+
+    def _walk(self, tx: int, path: str, nodes: Set[str]) -> None:
+        from .xenstore import XenStoreError
+        try:
+            children = self.client.directory(path, tx)
+        except XenStoreError as err:
+            if err.errno == ENOENT:
+                return
+            raise
+        nodes.add(path)
+        for child in children:
+            self._walk(tx, path + "/" + child, nodes)
+
+    def _read_value(self, tx: int, path: str) -> Optional[str]:
+        from .xenstore import XenStoreError
+        try:
+            return self.client.read(path, tx).decode("utf-8", "replace")
+        except XenStoreError as err:
+            if err.errno == ENOENT:
+                return None
+            raise
+
+    # -- writing ------------------------------------------------------------------
+
+    def _apply(self, tx: int, plan: Plan) -> None:
+        from .xenstore import XenStoreError
+        for key, value in list(plan.writes.items()):
+            self._write(tx, key, value, plan)
+        for node in list(plan.removes):
+            try:
+                self.client.rm(node, tx)
+            except XenStoreError as err:
+                if err.errno == ENOENT:
+                    continue
+                if err.errno != EACCES:
+                    raise
+                LOG.warning("%s: may not remove it (EACCES), left as is", node)
+                plan.removes.remove(node)
+                plan.denied.append(node)
+
+    def _write(self, tx: int, key: str, value: str, plan: Plan) -> None:
+        from .xenstore import XenStoreError
+        try:
+            self.client.write(key, value, tx)
+        except XenStoreError as err:
+            if err.errno not in (EACCES, E2BIG):
+                raise
+            LOG.warning("%s: not written (%s), the rest is published", key,
+                        "EACCES" if err.errno == EACCES else "E2BIG")
+            plan.writes.pop(key, None)
+            plan.denied.append(key)
+
+    def _transaction(self, attempt: Callable[[int], Tuple[Plan, bool]]) -> Plan:
+        """Run ``attempt`` in a transaction; commit if it says so; retry on EAGAIN."""
+        from .xenstore import XenStoreError
+        delay = 0.005
+        for n in range(self.attempts):
+            tx = self.client.transaction_start()
+            try:
+                plan, commit = attempt(tx)
+            except XenStoreError as err:
+                _abort(self.client, tx)
+                if err.errno != EAGAIN or n == self.attempts - 1:
+                    raise
+            except BaseException:
+                _abort(self.client, tx)
+                raise
+            else:
+                try:
+                    self.client.transaction_end(tx, commit)
+                    return plan
+                except XenStoreError as err:
+                    if err.errno != EAGAIN or n == self.attempts - 1:
+                        raise
+            LOG.info("transaction conflict (EAGAIN), retrying in %.3f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        raise AssertionError("unreachable")
+
+
+def _abort(client, tx: int) -> None:
+    try:
+        client.transaction_end(tx, False)
+    except OSError:
+        pass

@@ -1,0 +1,235 @@
+"""Run coordination and the little a run remembers, in the state directory.
+
+Two files in ``--state-dir`` (default ``/run/xe-oneshot``, a tmpfs: forgotten at boot):
+
+* ``lock``: runs serialize on an exclusive ``flock`` of it.
+* ``state``: the run state, kept as ``user.xe-oneshot.*`` extended attributes on the file
+  (the ``xattr`` package), or, where the filesystem refuses ``user.`` attributes (tmpfs
+  before Linux 6.6), as ``name<TAB>value`` lines in the file itself, replaced atomically.
+
+What is remembered: ``domid`` (the last ``unique-domain-id`` seen, to notice a migration
+or resume), ``started.<section>`` (when the last run of a section started, on the boot
+clock shared by all processes), and ``published.<key>`` (when a wandering value was last
+written, for the publisher's change policy).
+
+Coalescing: an invocation notes when it was requested, then waits for the lock. A run
+that *started* after that moment saw everything the invocation was started for, so the
+invocation skips the sections such runs covered. A storm of udev events costs a couple
+of runs and no event is lost.
+
+Safety: the directory is created 0700 and must be a real directory (not a symlink) owned
+by us and not writable by others; files are opened relative to it with O_NOFOLLOW and
+created 0600, so a planted symlink is never written through.
+"""
+
+import errno
+import os
+import stat
+import time
+from typing import Dict, Iterable, List, Optional
+
+PREFIX = "user.xe-oneshot."
+_NOT_SUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
+
+
+class StateError(Exception):
+    """The state directory cannot be used safely (message is one line)."""
+
+
+def now() -> float:
+    """Seconds on the boot clock: shared by all processes, counts suspend, never steps."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+class RunState:
+    """The state directory: lock, remembered values. Use as a context manager."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self._dir_fd = -1
+        self._lock_fd = -1
+        self._state_fd = -1
+        self._values: Optional[Dict[str, str]] = None
+        self._xattrs = None          # the xattr package's object on the state file
+        self._dirty: Dict[str, Optional[str]] = {}
+
+    # -- opening ------------------------------------------------------------------
+
+    def open(self, create: bool = True) -> "RunState":
+        """Open (and create) the directory and files safely. Raises StateError."""
+        try:
+            if create:
+                try:
+                    os.mkdir(self.directory, 0o700)
+                except FileExistsError:
+                    pass
+            self._dir_fd = os.open(self.directory,
+                                   os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            info = os.fstat(self._dir_fd)
+            if info.st_uid != os.geteuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise StateError("state dir %s is not ours alone (owner or mode)"
+                                 % self.directory)
+            self._lock_fd = self._open_file("lock")
+            self._state_fd = self._open_file("state")
+        except OSError as err:
+            self.close()
+            if err.errno == errno.ELOOP or err.errno == errno.ENOTDIR:
+                raise StateError("state dir %s: a symlink or not a directory, refusing"
+                                 % self.directory) from None
+            raise StateError("state dir %s: %s" % (self.directory, err.strerror)) from None
+        except StateError:
+            self.close()
+            raise
+        return self
+
+    def _open_file(self, name: str) -> int:
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=self._dir_fd)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            os.close(fd)
+            raise StateError("state file %s/%s is not a plain file" % (self.directory, name))
+        return fd
+
+    def close(self) -> None:
+        for attr in ("_state_fd", "_lock_fd", "_dir_fd"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                os.close(fd)          # closing the lock fd releases the lock
+                setattr(self, attr, -1)
+
+    def __enter__(self) -> "RunState":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def lock(self) -> None:
+        """Wait for the exclusive run lock (released by close())."""
+        import fcntl
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    # -- values -------------------------------------------------------------------
+
+    def _load(self) -> Dict[str, str]:
+        if self._values is not None:
+            return self._values
+        values: Dict[str, str] = {}
+        try:
+            import xattr
+            self._xattrs = xattr.xattr(self._state_fd)
+            for name in self._xattrs.list():
+                if name.startswith(PREFIX):
+                    values[name[len(PREFIX):]] = self._xattrs.get(name).decode(
+                        "utf-8", "replace")
+        except OSError as err:
+            if err.errno not in _NOT_SUPPORTED:
+                raise
+            self._xattrs = None
+        text = _read_fd(self._state_fd)
+        if text:                  # the fallback is in use (xattrs refused before)
+            self._xattrs = None
+            values.update(_parse_state_file(text))
+        self._values = values
+        return values
+
+    def get(self, name: str) -> Optional[str]:
+        return self._load().get(name)
+
+    def get_float(self, name: str) -> Optional[float]:
+        try:
+            return float(self._load()[name])
+        except (KeyError, ValueError):
+            return None
+
+    def items(self, prefix: str) -> Dict[str, str]:
+        """Remembered values whose name starts with ``prefix`` (prefix removed)."""
+        return {k[len(prefix):]: v for k, v in self._load().items() if k.startswith(prefix)}
+
+    def set(self, name: str, value: Optional[str]) -> None:
+        """Remember (None: forget) a value; saved by :meth:`save`."""
+        values = self._load()
+        if values.get(name) != value:
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+            self._dirty[name] = value
+
+    def save(self) -> None:
+        """Write the changed values (xattrs one by one, or the whole fallback file)."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        if self._xattrs is not None:
+            try:
+                for name, value in dirty.items():
+                    if value is None:
+                        try:
+                            self._xattrs.remove(PREFIX + name)
+                        except OSError as err:
+                            if err.errno != errno.ENODATA:
+                                raise
+                    else:
+                        self._xattrs.set(PREFIX + name, value.encode())
+                return
+            except OSError as err:
+                if err.errno not in _NOT_SUPPORTED + (errno.ENOSPC, errno.E2BIG):
+                    raise
+                self._xattrs = None   # out of xattr room: fall back to the file
+        self._write_state_file()
+
+    def _write_state_file(self) -> None:
+        text = "".join("%s\t%s\n" % (k, v.replace("\n", " "))
+                       for k, v in sorted(self._load().items()))
+        tmp = "state.%d.tmp" % os.getpid()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=self._dir_fd)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, "state", src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        os.close(self._state_fd)
+        self._state_fd = self._open_file("state")
+
+    # -- coordination -------------------------------------------------------------
+
+    def pending(self, sections: Iterable[str], requested: float) -> List[str]:
+        """The sections no run has started since ``requested`` (call under the lock)."""
+        out = []
+        for name in sections:
+            started = self.get_float("started." + name)
+            if started is None or started < requested:
+                out.append(name)
+        return out
+
+    def mark_started(self, sections: Iterable[str], when: float) -> None:
+        for name in sections:
+            self.set("started." + name, repr(when))
+        self.save()
+
+
+def _read_fd(fd: int) -> str:
+    chunks = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 65536, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+        if offset > 1 << 22:     # a state file is a few kB; never slurp a huge one
+            break
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _parse_state_file(text: str) -> Dict[str, str]:
+    """The fallback file's values. Sample line: ``started.memory<TAB>1234.5``."""
+    values = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("\t")
+        if sep:
+            values[name] = value
+    return values

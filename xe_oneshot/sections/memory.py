@@ -1,0 +1,44 @@
+"""The ``memory`` section: total and available memory, in kB, from ``/proc/meminfo``.
+
+``data/meminfo_free`` is MemAvailable (what the toolstack shows as free: memory the guest
+could hand out without swapping), else MemFree on kernels older than 3.14. It wanders
+all the time, so it is marked with a tolerance of 1% of MemTotal: the publisher does not
+wake dom0 for smaller moves until the published value is old (see publisher.py).
+"""
+
+from typing import Dict
+
+from . import Collected, Context, SectionError
+
+OWNS = ("data/meminfo_total", "data/meminfo_free")
+
+
+def parse_meminfo(text: str) -> Dict[str, int]:
+    """Fields of ``/proc/meminfo`` in kB.
+
+    Sample line: ``MemAvailable:    1534440 kB``. Lines that do not parse are skipped.
+    """
+    fields = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        number = rest.split(None, 1)[0] if rest.split() else ""
+        if number.isdigit():
+            fields[name.strip()] = int(number)
+    return fields
+
+
+def collect(ctx: Context) -> Collected:
+    text = ctx.root.read_text("/proc/meminfo", limit=64 * 1024)
+    if text is None:
+        raise SectionError("/proc/meminfo is missing")
+    fields = parse_meminfo(text)
+    total = fields.get("MemTotal")
+    free = fields.get("MemAvailable", fields.get("MemFree"))
+    if not total or free is None:
+        raise SectionError("/proc/meminfo has no MemTotal or MemAvailable/MemFree")
+    return Collected(
+        values={"data/meminfo_total": str(total), "data/meminfo_free": str(free)},
+        tolerance={"data/meminfo_free": max(1, total // 100)},
+    )

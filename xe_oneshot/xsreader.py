@@ -1,0 +1,27 @@
+"""The read-only XenStore view collectors get (``Context.xenstore``).
+
+Collectors ask dom0's tree for a few facts (SR-IOV MACs, disk backends, published
+indices). What is absent or unreadable there reads as None / an empty listing: a
+collector never fails because dom0 left something out.
+"""
+
+from typing import List, Optional
+
+
+class ClientReader:
+    """``XenStoreReader`` over a :class:`xe_oneshot.xenstore.Client`."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def read(self, path: str) -> Optional[str]:
+        try:
+            return self.client.read(path).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return None
+
+    def directory(self, path: str) -> List[str]:
+        try:
+            return self.client.directory(path)
+        except (OSError, ValueError):
+            return []
