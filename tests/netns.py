@@ -88,18 +88,24 @@ class Netns:
     def veth(self, name: str, peer: str) -> None:
         """A veth pair, both ends here and up."""
         self.ip("link", "add", name, "type", "veth", "peer", "name", peer)
+        self.up(name)
+        self.up(peer)
+
+    def up(self, name: str) -> None:
+        """Bring a link up without a kernel-made link-local address (whose DAD timing
+        would make the tests flaky): tests add the link-local addresses they want."""
+        self.ip("link", "set", name, "addrgenmode", "none")
         self.ip("link", "set", name, "up")
-        self.ip("link", "set", peer, "up")
 
     def bridge(self, name: str, *ports: str) -> None:
         self.ip("link", "add", name, "type", "bridge")
         for port in ports:
             self.ip("link", "set", port, "master", name)
-        self.ip("link", "set", name, "up")
+        self.up(name)
 
     def macvlan(self, name: str, lower: str) -> None:
         self.ip("link", "add", name, "link", lower, "type", "macvlan", "mode", "bridge")
-        self.ip("link", "set", name, "up")
+        self.up(name)
 
     def addr(self, dev: str, cidr: str, *extra: str) -> None:
         """Add an address; IPv6 ones with ``nodad`` so they are usable at once."""
