@@ -1,0 +1,370 @@
+"""The XenStore client: operations over a transport, one request at a time.
+
+No router thread (a one-shot process needs none): each request waits for the reply with
+its req_id; watch events that arrive meanwhile are queued for :meth:`Client.wait_event`.
+A connection that timed out, dropped or answered out of turn is closed, never reused.
+"""
+
+import errno
+import os
+import time
+
+from . import packet
+from .errors import (ConnectionLost, InvalidArgument, NoXenStore, ProtocolError,
+                     Timeout, XenStoreError, from_wire)
+from .packet import HEADER, OP_NAMES, PAYLOAD_MAX, Op
+from .transport import DEVICE_PATHS, SOCKET_PATH, DeviceTransport, SocketTransport, Transport
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every udev event
+    from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+    T = TypeVar("T")
+
+_PERM_KINDS = frozenset("nrwb")
+_DIRECTORY_MAX = 16 << 20
+
+
+class Client:
+    """A connection to xenstored. Use :meth:`open` (or pass a transport); a context
+    manager. Not thread-safe: one request at a time."""
+
+    def __init__(self, transport: Transport, timeout: "Optional[float]" = 10.0):
+        self._transport = transport  # type: Optional[Transport]
+        self.path = transport.path
+        self.timeout = timeout
+        self._req_id = 0
+        self._buf = bytearray()
+        self._events = []  # type: List[Tuple[str, str]]
+
+    # -- connection ------------------------------------------------------------
+
+    @classmethod
+    def open(cls, timeout: float = 10.0, env: "Optional[Dict[str, str]]" = None,
+             socket_path: str = SOCKET_PATH,
+             device_paths: "Sequence[str]" = DEVICE_PATHS) -> "Client":
+        """Connect the way libxenstore does: ``XENSTORED_PATH`` (no fallback when set),
+        else ``/var/run/xenstored/socket`` if it exists, else ``/dev/xen/xenbus``, then
+        ``/proc/xen/xenbus``. Raises NoXenStore naming every path tried."""
+        environ = os.environ if env is None else env
+        tried = []  # type: List[str]
+        explicit = environ.get("XENSTORED_PATH")
+        if explicit:
+            try:
+                return cls(SocketTransport(explicit), timeout)
+            except OSError as err:
+                raise NoXenStore(err.errno or errno.ENOENT, explicit, "open",
+                                 detail="no XenStore: cannot connect to XENSTORED_PATH=%s (%s)"
+                                 % (explicit, err.strerror or err)) from None
+        if os.path.exists(socket_path):
+            try:
+                return cls(SocketTransport(socket_path), timeout)
+            except OSError as err:
+                tried.append("%s (%s)" % (socket_path, err.strerror or err))
+        else:
+            tried.append(socket_path)
+        for dev in device_paths:
+            try:
+                return cls(DeviceTransport(dev), timeout)
+            except OSError as err:
+                if err.errno in (errno.EACCES, errno.EPERM):
+                    raise XenStoreError(err.errno, dev, "open",
+                                        detail="cannot open %s: %s (run as root)"
+                                        % (dev, err.strerror)) from None
+                tried.append(dev if err.errno == errno.ENOENT
+                             else "%s (%s)" % (dev, err.strerror or err))
+        raise NoXenStore(errno.ENOENT, None, "open",
+                         detail="no XenStore (not a Xen guest?); tried " + ", ".join(tried))
+
+    def close(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._transport is None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the message exchange ----------------------------------------------------
+
+    def _broken(self, err: XenStoreError) -> XenStoreError:
+        """Close (the stream can no longer be trusted) and return ``err`` to raise."""
+        self.close()
+        return err
+
+    def _recv_message(self, deadline: "Optional[float]", what: str,
+                      limit: int = PAYLOAD_MAX) -> "Tuple[int, int, int, bytes]":
+        """One whole message (type, req_id, tx_id, payload), reassembled from pieces.
+        A payload over ``limit`` bytes is a protocol error."""
+        if self._transport is None:
+            raise ConnectionLost(errno.ECONNRESET, self.path, what,
+                                 detail="connection to xenstored is closed")
+        need = HEADER.size
+        while True:
+            if len(self._buf) >= HEADER.size:
+                typ, req_id, tx_id, length = HEADER.unpack_from(self._buf)
+                if length > limit:
+                    raise self._broken(ProtocolError(
+                        errno.EPROTO, self.path, what,
+                        detail="reply of %d bytes exceeds %d" % (length, limit)))
+                need = HEADER.size + length
+                if len(self._buf) >= need:
+                    payload = bytes(self._buf[HEADER.size:need])
+                    del self._buf[:need]
+                    return typ, req_id, tx_id, payload
+            remaining = None if deadline is None else deadline - time.monotonic()
+            try:
+                self._buf += self._transport.recv(
+                    remaining if remaining is None or remaining > 0 else 0)
+            except Timeout as err:
+                if self._buf or what != "watch":
+                    # A request is outstanding (or half a message came): a late reply
+                    # would be taken for the next one's.
+                    self.close()
+                err.op = what
+                raise
+            except ConnectionLost as err:
+                self.close()
+                err.op = what
+                raise
+
+    def _request(self, op: int, payload: bytes, tx: int = 0, path: "object" = None,
+                 limit: int = PAYLOAD_MAX) -> bytes:
+        name = OP_NAMES.get(op, str(op))
+        if not payload:
+            payload = b"\0"  # oxenstored waits for more bytes after an empty payload
+        self._req_id = (self._req_id + 1) & 0xFFFFFFFF
+        message = packet.encode(op, self._req_id, tx, payload)
+        if self._transport is None:
+            raise ConnectionLost(errno.ECONNRESET, path, name,
+                                 detail="connection to xenstored is closed")
+        try:
+            self._transport.send(message)
+        except XenStoreError as err:
+            self.close()
+            err.path, err.op = path, name
+            raise
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            try:
+                typ, req_id, _tx, reply = self._recv_message(deadline, name, limit)
+            except XenStoreError as err:
+                err.path = path
+                raise
+            if typ == Op.WATCH_EVENT:
+                self._events.append(_parse_event(reply))
+                continue
+            if req_id != self._req_id or typ not in (op, Op.ERROR):
+                raise self._broken(ProtocolError(
+                    errno.EPROTO, path, name,
+                    detail="unexpected reply: type %s req_id %d (expected %s req_id %d)"
+                    % (OP_NAMES.get(typ, typ), req_id, name, self._req_id)))
+            if typ == Op.ERROR:
+                raise from_wire(reply.rstrip(b"\0").decode("ascii", "replace"), path, name)
+            return reply
+
+    def _path_request(self, op: int, path: str, tx: int, extra: bytes = b"",
+                      limit: int = PAYLOAD_MAX) -> bytes:
+        name = OP_NAMES[op]
+        raw = packet.check_path(path, name)
+        return self._request(op, raw + b"\0" + extra, tx, path, limit)
+
+    # -- operations --------------------------------------------------------------
+
+    def read(self, path: str, tx: int = 0) -> bytes:
+        """The value at ``path`` (raises XenStoreError ENOENT if absent)."""
+        return self._path_request(Op.READ, path, tx)
+
+    def read_text(self, path: str, tx: int = 0) -> str:
+        """The value as text (UTF-8, undecodable bytes replaced)."""
+        return self.read(path, tx).decode("utf-8", "replace")
+
+    def exists(self, path: str, tx: int = 0) -> bool:
+        """True if ``path`` can be read; False if it is absent (other errors raise)."""
+        try:
+            self.read(path, tx)
+        except XenStoreError as err:
+            if err.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def write(self, path: str, value: "object", tx: int = 0) -> None:
+        """Set ``path`` to ``value`` (str as UTF-8, or bytes); creates missing parents."""
+        raw = packet.check_path(path, "write")
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore
+        if len(raw) + 1 + len(data) > PAYLOAD_MAX:
+            raise InvalidArgument(errno.E2BIG, path, "write",
+                                  detail="value of %d bytes does not fit a message" % len(data))
+        self._request(Op.WRITE, raw + b"\0" + data, tx, path)
+
+    def mkdir(self, path: str, tx: int = 0) -> None:
+        self._path_request(Op.MKDIR, path, tx)
+
+    def rm(self, path: str, tx: int = 0) -> None:
+        """Remove ``path`` and its whole subtree."""
+        self._path_request(Op.RM, path, tx)
+
+    def directory(self, path: str, tx: int = 0) -> "List[str]":
+        """The names of the children of ``path``.
+
+        A listing too long for one message: C xenstored answers E2BIG, and the listing
+        is then fetched with DIRECTORY_PART (a daemon without it, ENOSYS / EINVAL, keeps
+        the E2BIG); oxenstored 4.17 has no DIRECTORY_PART and sends the whole listing in
+        one oversized reply, which is accepted for DIRECTORY (up to 16 MiB)."""
+        try:
+            reply = self._path_request(Op.DIRECTORY, path, tx, limit=_DIRECTORY_MAX)
+        except XenStoreError as err:
+            if err.errno != errno.E2BIG or isinstance(err, InvalidArgument):
+                raise
+            try:
+                return self._directory_part(path, tx)
+            except XenStoreError as part_err:
+                if part_err.errno in (errno.ENOSYS, errno.EINVAL):
+                    raise err from None
+                raise
+        return _split_strings(reply)
+
+    def _directory_part(self, path: str, tx: int) -> "List[str]":
+        """DIRECTORY_PART: ``path\\0offset\\0`` → ``gen\\0names...\\0\\0``; restarts when
+        the node's generation changes between parts."""
+        for _attempt in range(8):
+            data = b""
+            gen = None
+            while True:
+                reply = self._path_request(Op.DIRECTORY_PART, path, tx,
+                                           str(len(data)).encode() + b"\0")
+                this_gen, _, chunk = reply.partition(b"\0")
+                if gen is None:
+                    gen = this_gen
+                elif this_gen != gen:
+                    break  # changed under us: start again
+                if len(chunk) <= 1:
+                    return _split_strings(data)
+                data += chunk[:-1]
+        raise XenStoreError(errno.EAGAIN, path, "directory_part",
+                            detail="directory kept changing while being listed")
+
+    def get_perms(self, path: str, tx: int = 0) -> "List[str]":
+        """Permissions like ``["n0", "r1"]``: the first names the owner and the default."""
+        return _split_strings(self._path_request(Op.GET_PERMS, path, tx))
+
+    def set_perms(self, path: str, perms: "List[str]", tx: int = 0) -> None:
+        """Set permissions, e.g. ``["n0", "r5"]`` (n none, r read, w write, b both)."""
+        if not perms:
+            raise InvalidArgument(errno.EINVAL, path, "set_perms", detail="no permissions given")
+        for perm in perms:
+            if len(perm) < 2 or perm[0] not in _PERM_KINDS or not perm[1:].isdigit():
+                raise InvalidArgument(errno.EINVAL, path, "set_perms",
+                                      detail="invalid permission %r (want n|r|w|b + domid)"
+                                      % perm)
+        self._path_request(Op.SET_PERMS, path, tx,
+                           b"".join(p.encode("ascii") + b"\0" for p in perms))
+
+    def get_domain_path(self, domid: int) -> str:
+        """The home of domain ``domid``, e.g. ``/local/domain/3``."""
+        reply = self._request(Op.GET_DOMAIN_PATH, str(int(domid)).encode() + b"\0", 0, domid)
+        return reply.rstrip(b"\0").decode("utf-8", "replace")
+
+    # -- watches -----------------------------------------------------------------
+
+    def watch(self, path: str, token: str) -> None:
+        """Watch ``path`` (and its subtree; ``@introduceDomain`` style special paths too).
+        The daemon sends one event at once."""
+        self._watch_request(Op.WATCH, path, token)
+
+    def unwatch(self, path: str, token: str) -> None:
+        self._watch_request(Op.UNWATCH, path, token)
+
+    def _watch_request(self, op: int, path: str, token: str) -> None:
+        raw = packet.check_path(path, OP_NAMES[op])
+        self._request(op, raw + b"\0" + token.encode("utf-8") + b"\0", 0, path)
+
+    def wait_event(self, timeout: "Optional[float]" = None) -> "Tuple[str, str]":
+        """The next watch event as (path, token); Timeout (ETIMEDOUT) after ``timeout``
+        seconds (None waits forever). The connection stays usable after a timeout."""
+        if self._events:
+            return self._events.pop(0)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            typ, req_id, _tx, payload = self._recv_message(deadline, "watch")
+            if typ == Op.WATCH_EVENT:
+                return _parse_event(payload)
+            raise self._broken(ProtocolError(
+                errno.EPROTO, None, "watch",
+                detail="unexpected %s (req_id %d) while waiting for a watch event"
+                % (OP_NAMES.get(typ, typ), req_id)))
+
+    # -- transactions ------------------------------------------------------------
+
+    def transaction_start(self) -> int:
+        reply = self._request(Op.TRANSACTION_START, b"\0")
+        try:
+            return int(reply.rstrip(b"\0"))
+        except ValueError:
+            raise self._broken(ProtocolError(errno.EPROTO, None, "transaction_start",
+                                             detail="bad transaction id %r" % reply)) from None
+
+    def transaction_end(self, tx: int, commit: bool = True) -> None:
+        """Commit (or abort) ``tx``; XenStoreError EAGAIN when a commit conflicted."""
+        self._request(Op.TRANSACTION_END, b"T\0" if commit else b"F\0", tx)
+
+    def transaction(self, fn: "Callable[[int], T]", attempts: int = 8, backoff: float = 0.01,
+                    max_backoff: float = 0.5) -> "T":
+        """Run ``fn(tx)`` in a transaction and commit. On EAGAIN (at commit or from an
+        operation inside) run it again, up to ``attempts`` times, sleeping an exponential
+        backoff (``backoff`` doubling up to ``max_backoff``, with jitter) in between.
+        Any other exception aborts the transaction and propagates."""
+        delay = backoff
+        attempt = 0
+        while True:
+            attempt += 1
+            tx = self.transaction_start()
+            try:
+                result = fn(tx)
+            except XenStoreError as err:
+                self._abort_quietly(tx)
+                if err.errno != errno.EAGAIN or attempt >= attempts:
+                    raise
+            except BaseException:
+                self._abort_quietly(tx)
+                raise
+            else:
+                try:
+                    self.transaction_end(tx, True)
+                    return result
+                except XenStoreError as err:
+                    if err.errno != errno.EAGAIN or attempt >= attempts:
+                        raise
+            import random
+            time.sleep(min(delay, max_backoff) * (0.5 + random.random()))
+            delay *= 2
+
+    def _abort_quietly(self, tx: int) -> None:
+        if self._transport is None:
+            return
+        try:
+            self.transaction_end(tx, False)
+        except XenStoreError:
+            pass
+
+
+def _split_strings(payload: bytes) -> "List[str]":
+    """``b"a\\0b\\0"`` → ``["a", "b"]``; an empty payload → ``[]``."""
+    if not payload or payload == b"\0":
+        return []
+    return [s.decode("utf-8", "replace") for s in payload.rstrip(b"\0").split(b"\0")] \
+        if payload.rstrip(b"\0") else []
+
+
+def _parse_event(payload: bytes) -> "Tuple[str, str]":
+    """WATCH_EVENT payload ``path\\0token\\0`` → (path, token)."""
+    parts = payload.split(b"\0")
+    path = parts[0].decode("utf-8", "replace")
+    token = parts[1].decode("utf-8", "replace") if len(parts) > 1 else ""
+    return path, token
