@@ -193,61 +193,17 @@ def xapi_networks(tree: Mapping[str, str]) -> Dict[str, str]:
 
 # -- the collector inside a namespace ------------------------------------------------------
 
-class CToolsReader:
-    """A read-only XenStore over Debian's C tools (test use only)."""
-
-    def __init__(self):
-        from tests.xenstored import xen_root
-        root = xen_root()
-        self.bin = root / "usr/bin"
-        self.env = dict(os.environ, LD_LIBRARY_PATH=str(root / "usr/lib/x86_64-linux-gnu"))
-
-    def _run(self, tool: str, path: str) -> Optional[str]:
-        res = subprocess.run([str(self.bin / tool), path], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True, env=self.env)
-        return res.stdout if res.returncode == 0 else None
-
-    def read(self, path: str) -> Optional[str]:
-        out = self._run("xenstore-read", path)
-        return None if out is None else out[:-1]
-
-    def directory(self, path: str) -> List[str]:
-        out = self._run("xenstore-list", path)
-        return out.split() if out else []
-
-
-class ClientReader:
-    """A read-only XenStore over the package's own client (absent = None / [])."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def read(self, path: str) -> Optional[str]:
-        try:
-            return self.client.read_text(path)
-        except OSError:
-            return None
-
-    def directory(self, path: str) -> List[str]:
-        try:
-            return self.client.directory(path)
-        except OSError:
-            return []
-
-
 def _collect_main(root: str) -> int:
+    """Collect the network section over ``root``; XenStore (the package's own client
+    and reader) when ``XENSTORED_PATH`` is set. Prints the keys as JSON."""
     from xe_oneshot.guest import Root
     from xe_oneshot.sections import Context, network
     ctx = Context(root=Root(root))
     if not os.environ.get("XENSTORED_PATH"):
         print(json.dumps(network.collect(ctx).values, sort_keys=True))
         return 0
-    try:
-        from xe_oneshot.xenstore import Client
-    except ImportError:
-        ctx.xenstore = CToolsReader()
-        print(json.dumps(network.collect(ctx).values, sort_keys=True))
-        return 0
+    from xe_oneshot.xenstore import Client
+    from xe_oneshot.xsreader import ClientReader
     with Client.open(timeout=10) as client:
         ctx.xenstore = ClientReader(client)
         print(json.dumps(network.collect(ctx).values, sort_keys=True))

@@ -1,6 +1,7 @@
 """The network section's parts: parsers, index policy, real bond/VLAN/VIF sysfs layouts
 (fake trees), SR-IOV MACs and published indices read from the real daemon."""
 
+import contextlib
 import os
 import socket
 from collections import namedtuple
@@ -10,7 +11,7 @@ import pytest
 
 from xe_oneshot.guest import Root
 from xe_oneshot.sections import Context, network
-from tests.netns import CToolsReader, xapi_networks
+from tests.netns import xapi_networks
 
 
 # -- parsers ---------------------------------------------------------------------------
@@ -185,6 +186,15 @@ def test_owns_covers_every_key_shape():
 DOM = "/local/domain/0/"
 
 
+@contextlib.contextmanager
+def _reader(xsd):
+    """The collector's own XenStore view (xsreader over the client) of daemon ``xsd``."""
+    from xe_oneshot.xenstore import Client
+    from xe_oneshot.xsreader import ClientReader
+    with Client.open(timeout=10, env={"XENSTORED_PATH": str(xsd.socket)}) as client:
+        yield ClientReader(client)
+
+
 def test_vf_macs_from_xenstore(tmp_path):
     from tests.xenstored import XenStored
     seed = [(DOM + "xenserver/device/net-sriov-vf/1/mac", "0A:00:00:00:00:01"),
@@ -192,12 +202,8 @@ def test_vf_macs_from_xenstore(tmp_path):
             (DOM + "xenserver/device/net-sriov-vf/3/other", "x"),
             (DOM + "xenserver/device/net-sriov-vf/4/mac", "0a:00:00:00:00:01"),
             (DOM + "xenserver/device/net-sriov-vf/5/mac", "0a:00:00:00:00:05")]
-    with XenStored(tmp_path, seed) as xsd:
-        os.environ["XENSTORED_PATH"] = str(xsd.socket)
-        try:
-            macs = network.vf_ids_by_mac(CToolsReader())
-        finally:
-            del os.environ["XENSTORED_PATH"]
+    with XenStored(tmp_path, seed) as xsd, _reader(xsd) as reader:
+        macs = network.vf_ids_by_mac(reader)
     assert macs == {"0a:00:00:00:00:01": "1", "0a:00:00:00:00:05": "5"}
 
 
@@ -215,15 +221,10 @@ def test_published_indices_from_xenstore(tmp_path):
             (DOM + "attr/vif/0/ipv4/07", "192.0.2.98"),  # not canonical: not kept
             (DOM + "attr/vif/0/ipv4/4", "junk"),
             (DOM + "attr/vif/0/ipv6/2", "FE80::0:1")]
-    with XenStored(tmp_path, seed) as xsd:
-        os.environ["XENSTORED_PATH"] = str(xsd.socket)
-        try:
-            reader = CToolsReader()
-            v4 = network.published_indices(reader, "attr/vif/0/ipv4")
-            v6 = network.published_indices(reader, "attr/vif/0/ipv6")
-            none = network.published_indices(reader, "attr/vif/9/ipv4")
-        finally:
-            del os.environ["XENSTORED_PATH"]
+    with XenStored(tmp_path, seed) as xsd, _reader(xsd) as reader:
+        v4 = network.published_indices(reader, "attr/vif/0/ipv4")
+        v6 = network.published_indices(reader, "attr/vif/0/ipv6")
+        none = network.published_indices(reader, "attr/vif/9/ipv4")
     assert v4 == {"192.0.2.10": 0, "192.0.2.13": 3}
     assert v6 == {"fe80::1": 2}
     assert none == {}
