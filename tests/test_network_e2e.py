@@ -1,0 +1,168 @@
+"""End to end: ``python3 -m xe_oneshot --section network`` run inside a network
+namespace over a fake sysfs (--root), publishing into the real daemon. After each step
+the exact ``attr/vif`` subtree is checked, and what the toolstack derives from it."""
+
+import os
+import sys
+
+import pytest
+
+from tests.netns import CHECKOUT, Netns, Unavailable, xapi_networks
+
+
+@pytest.fixture
+def ns():
+    try:
+        with Netns() as netns:
+            yield netns
+    except Unavailable as err:
+        pytest.skip(str(err))
+
+
+class Guest:
+    """One guest: its namespace, fake root, state dir and the daemon."""
+
+    def __init__(self, ns, tmp_path, xsd):
+        self.ns = ns
+        self.root = tmp_path / "root"
+        self.state = tmp_path / "state"
+        self.xsd = xsd
+        self.vifs = {}
+        self.devices = []
+
+    def run(self, *extra):
+        self.ns.mirror(self.root, self.vifs, self.devices)
+        env = self.xsd.env()
+        env["PYTHONPATH"] = str(CHECKOUT)
+        res = self.ns.run([sys.executable, "-m", "xe_oneshot", "--section", "network",
+                           "--root", str(self.root), "--state-dir", str(self.state)]
+                          + list(extra), env=env, check=False)
+        assert res.returncode == 0, res.stderr
+        assert "Traceback" not in res.stderr
+        return res
+
+    def tree(self, path="attr/vif"):
+        return self.xsd.tree(path)
+
+
+@pytest.fixture
+def guest(ns, tmp_path, fresh_xenstored):
+    return Guest(ns, tmp_path, fresh_xenstored)
+
+
+def test_addresses_published_and_kept_stable(guest):
+    ns, xsd = guest.ns, guest.xsd
+    ns.veth("eth0", "p0")
+    ns.veth("eth1", "p1")
+    ns.bridge("br0", "eth1")
+    ns.addr("eth0", "192.0.2.1/32")
+    ns.addr("eth0", "192.0.2.2/32")
+    ns.addr("eth0", "fe80::1/64")
+    ns.addr("br0", "198.51.100.1/24")
+    guest.vifs = {"eth0": "0", "eth1": "1"}
+    guest.run()
+    assert guest.tree() == {
+        "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.2",
+        "0/ipv6": "", "0/ipv6/0": "fe80::1",
+        "1": "", "1/ipv4": "", "1/ipv4/0": "198.51.100.1"}
+    assert xapi_networks(guest.tree()) == {
+        "0/ip": "192.0.2.1", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.2",
+        "0/ipv6/0": "fe80::1", "1/ip": "198.51.100.1", "1/ipv4/0": "198.51.100.1"}
+    assert xsd.read("data/updated")
+
+    # nothing changed: nothing written at all
+    mark = xsd.log_mark()
+    guest.run()
+    assert xsd.writes_since(mark) == []
+
+    # the first address is replaced: the newcomer takes index 0, the other stays at 1;
+    # IPv6 is gone: its node goes with it
+    ns.ip("addr", "del", "192.0.2.1/32", "dev", "eth0")
+    ns.ip("addr", "del", "fe80::1/64", "dev", "eth0")
+    ns.addr("eth0", "192.0.2.3/32")
+    mark = xsd.log_mark()
+    guest.run()
+    assert guest.tree() == {
+        "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.3", "0/ipv4/1": "192.0.2.2",
+        "1": "", "1/ipv4": "", "1/ipv4/0": "198.51.100.1"}
+    assert xapi_networks(guest.tree())["0/ip"] == "192.0.2.3"
+    changed = sorted((e.op, e.path.split("/local/domain/0/")[-1])
+                     for e in xsd.writes_since(mark))
+    assert ("write", "attr/vif/0/ipv4/0") in changed
+    assert not any(p.startswith("attr/vif/0/ipv4/1") or p.startswith("attr/vif/1")
+                   for _, p in changed)
+
+    # the VIF eth1 is unplugged: its subtree goes in the same run
+    ns.ip("link", "del", "eth1")
+    guest.run()
+    assert guest.tree() == {
+        "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.3", "0/ipv4/1": "192.0.2.2"}
+
+    # the last address goes: nothing left under attr/vif
+    ns.ip("addr", "flush", "dev", "eth0")
+    guest.run()
+    assert guest.tree() == {}
+    assert xapi_networks(guest.tree()) == {}
+
+
+def test_bond_and_vlan_stand_ins(guest):
+    ns = guest.ns
+    ns.veth("eth0", "p0")
+    ns.veth("eth1", "p1")
+    ns.bridge("bond0", "eth0", "eth1")
+    ns.macvlan("bond0.100", "bond0")
+    ns.addr("bond0", "192.0.2.10/24")
+    ns.addr("bond0.100", "198.51.100.10/24")
+    ns.addr("bond0.100", "2001:db8:100::10/64")
+    guest.vifs = {"eth0": "0", "eth1": "1"}
+    guest.run()
+    per_vif = {"ipv4": "", "ipv4/0": "192.0.2.10", "ipv4/1": "198.51.100.10",
+               "ipv6": "", "ipv6/0": "2001:db8:100::10"}
+    expected = {"0": "", "1": ""}
+    for vif in ("0", "1"):
+        expected.update({"%s/%s" % (vif, k): v for k, v in per_vif.items()})
+    assert guest.tree() == expected
+    assert xapi_networks(guest.tree())["1/ip"] == "192.0.2.10"
+
+
+def test_sriov_vf_end_to_end(ns, tmp_path, tmp_path_factory):
+    from tests.xenstored import XenStored
+    ns.veth("ens5", "p0")
+    ns.veth("eth0", "p1")
+    ns.addr("ens5", "192.0.2.50/24")
+    ns.addr("ens5", "2001:db8::50/64")
+    ns.addr("eth0", "192.0.2.1/24")
+    mac = ns.snapshot()["ens5"]["address"]
+    seed = [("/local/domain/0/xenserver/device/net-sriov-vf/2/mac", mac.upper())]
+    with XenStored(tmp_path_factory.mktemp("xsdvf"), seed) as xsd:
+        guest = Guest(ns, tmp_path, xsd)
+        guest.vifs = {"eth0": "0"}
+        guest.devices = ["ens5"]
+        guest.run()
+        assert guest.tree("xenserver/attr/net-sriov-vf") == {
+            "2": "", "2/ipv4": "", "2/ipv4/0": "192.0.2.50",
+            "2/ipv6": "", "2/ipv6/0": "2001:db8::50"}
+        assert guest.tree() == {"0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1"}
+        assert xapi_networks(guest.tree("xenserver/attr/net-sriov-vf"))["2/ip"] == \
+            "192.0.2.50"
+        # the device MAC table is dom0's: never touched
+        assert xsd.read("xenserver/device/net-sriov-vf/2/mac") == mac.upper()
+        ns.ip("link", "del", "ens5")
+        guest.run()
+        assert guest.tree("xenserver/attr/net-sriov-vf") == {}
+        assert guest.tree() == {"0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1"}
+
+
+def test_print_mode_needs_no_xenstore(ns, tmp_path):
+    import json
+    ns.veth("enX0", "p0")
+    ns.addr("enX0", "192.0.2.7/24")
+    ns.addr("enX0", "fe80::7/64")
+    ns.mirror(tmp_path, {"enX0": "3"})
+    env = {k: v for k, v in os.environ.items() if k != "XENSTORED_PATH"}
+    env["PYTHONPATH"] = str(CHECKOUT)
+    res = ns.run([sys.executable, "-m", "xe_oneshot", "--section", "network", "--root",
+                  str(tmp_path), "--format", "json"], env=env, check=False)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {"attr/vif/3/ipv4/0": "192.0.2.7",
+                                      "attr/vif/3/ipv6/0": "fe80::7"}
