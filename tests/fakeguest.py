@@ -41,5 +41,9 @@ class FakeGuest:
         return self.file("/var/cache/xe-linux-distribution", text)
 
     def minimal(self) -> "FakeGuest":
-        """Memory and a cached distribution: enough for os, misc and memory."""
-        return self.meminfo().distribution()
+        """Memory, a cached distribution, no disk, no NIC: every section has its files."""
+        for directory in ("sys/block", "sys/class/net", "run/udev/data"):
+            (self.root / directory).mkdir(parents=True, exist_ok=True)
+        return self.meminfo().distribution().file(
+            "/proc/self/mountinfo",
+            "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n")

@@ -1,0 +1,242 @@
+"""The collector end to end: `xe-oneshot` processes against the real oxenstored.
+
+Each test has a daemon of its own (an empty store) and a fake guest under a temp root.
+A socket connection is dom0, so the guest's home is /local/domain/0.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakeguest import FakeGuest
+
+HOME = "/local/domain/0"
+CHECKOUT = Path(__file__).resolve().parent.parent
+SECTIONS = "static,memory"
+
+
+def run(daemon, root, state, *args, env=None, check=True):
+    """One `xe-oneshot` process; returns the CompletedProcess."""
+    env = dict(daemon.env() if env is None else env, PYTHONPATH=str(CHECKOUT))
+    cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(root),
+           "--state-dir", str(state)] + list(args)
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    if check:
+        assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    return res
+
+
+@pytest.fixture
+def guest(tmp_path):
+    return FakeGuest(tmp_path / "guest").minimal()
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / "state"
+
+
+def expected_static_memory(meminfo_free="1500000"):
+    return {
+        "attr": "", "attr/PVAddons": "", "attr/PVAddons/Installed": "1",
+        "attr/PVAddons/MajorVersion": "1", "attr/PVAddons/MinorVersion": "0",
+        "attr/PVAddons/MicroVersion": "0", "attr/PVAddons/BuildVersion": "0",
+        "control": "", "control/feature-balloon": "1",
+        "data": "", "data/os_distro": "debian", "data/os_majorver": "12",
+        "data/os_minorver": "7", "data/os_uname": "6.1.0-25-amd64",
+        "data/os_name": "Debian GNU/Linux 12 (bookworm)",
+        "data/meminfo_total": "2048000", "data/meminfo_free": meminfo_free,
+    }
+
+
+def tree_without_updated(daemon):
+    tree = daemon.tree(HOME)
+    updated = tree.pop("data/updated", None)
+    return tree, updated
+
+
+def written(daemon, mark):
+    return sorted((e.op, e.path) for e in daemon.writes_since(mark))
+
+
+def test_first_run_publishes_the_exact_tree(fresh_xenstored, guest, state):
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    tree, updated = tree_without_updated(fresh_xenstored)
+    assert tree == expected_static_memory()
+    assert re.fullmatch(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}", updated)
+
+
+def test_toolstack_view_of_the_tree(fresh_xenstored, guest, state):
+    """Read it the way xapi does: PVAddons versions as integers, data/updated present."""
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    d = fresh_xenstored
+    assert d.read(HOME + "/attr/PVAddons/Installed") == "1"
+    major, minor, micro = (int(d.read(HOME + "/attr/PVAddons/%sVersion" % part))
+                           for part in ("Major", "Minor", "Micro"))
+    from xe_oneshot import __version__
+    assert "%d.%d.%d" % (major, minor, micro) == __version__
+    assert major > 0                  # xapi shows no version when major is 0
+    int(d.read(HOME + "/attr/PVAddons/BuildVersion"))
+    assert d.read(HOME + "/data/updated")
+    assert int(d.read(HOME + "/data/meminfo_free")) <= int(d.read(HOME + "/data/meminfo_total"))
+
+
+def test_unchanged_rerun_writes_nothing(fresh_xenstored, guest, state):
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    before = fresh_xenstored.tree(HOME)
+    mark = fresh_xenstored.log_mark()
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    run(fresh_xenstored, guest.root, state)          # all sections
+    assert written(fresh_xenstored, mark) == []
+    assert [e.op for e in fresh_xenstored.log_since(mark) if e.op == "commit"] == []
+    assert fresh_xenstored.tree(HOME) == before
+
+
+def test_memory_change_writes_only_meminfo_free_and_updated(fresh_xenstored, guest, state):
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    guest.meminfo(available=1000000)                  # moved by 24% of MemTotal
+    mark = fresh_xenstored.log_mark()
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    assert written(fresh_xenstored, mark) == [("write", "data/meminfo_free"),
+                                              ("write", "data/updated")]
+    assert fresh_xenstored.read("data/meminfo_free") == "1000000"
+
+
+def test_small_memory_moves_wait_for_max_age(fresh_xenstored, guest, state):
+    run(fresh_xenstored, guest.root, state, "--section", "memory")
+    guest.meminfo(available=1500000 - 5000)           # 0.24% of MemTotal: noise
+    mark = fresh_xenstored.log_mark()
+    run(fresh_xenstored, guest.root, state, "--section", "memory")
+    assert written(fresh_xenstored, mark) == []
+    assert fresh_xenstored.read("data/meminfo_free") == "1500000"
+    # A smaller threshold makes the same move count ...
+    run(fresh_xenstored, guest.root, state, "--section", "memory", "--threshold", "0.1")
+    assert fresh_xenstored.read("data/meminfo_free") == "1495000"
+    # ... and so does the published value's age.
+    guest.meminfo(available=1500000 - 7000)
+    run(fresh_xenstored, guest.root, state, "--section", "memory")
+    assert fresh_xenstored.read("data/meminfo_free") == "1495000"
+    time.sleep(1.1)
+    run(fresh_xenstored, guest.root, state, "--section", "memory", "--max-age", "1")
+    assert fresh_xenstored.read("data/meminfo_free") == "1493000"
+
+
+def test_failed_section_keeps_its_keys_and_others_publish(fresh_xenstored, guest, state):
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    guest.file("/proc/meminfo", "garbage\n")
+    guest.distribution('os_distro="fedora"\nos_majorver="40"\nos_minorver="0"\n'
+                       'os_uname="6.8.5"\nos_name="Fedora release 40 (Forty)"\n')
+    res = run(fresh_xenstored, guest.root, state, "--section", SECTIONS, check=False)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "xe-oneshot: section memory failed: /proc/meminfo has no MemTotal or "
+        "MemAvailable/MemFree"]
+    tree, _ = tree_without_updated(fresh_xenstored)
+    expected = expected_static_memory()
+    expected.update({"data/os_distro": "fedora", "data/os_majorver": "40",
+                     "data/os_minorver": "0", "data/os_uname": "6.8.5",
+                     "data/os_name": "Fedora release 40 (Forty)"})
+    assert tree == expected
+
+
+def test_stale_keys_inside_owned_subtrees_go_and_others_stay(fresh_xenstored, guest, state):
+    d = fresh_xenstored
+    d.write(HOME + "/attr/PVAddons/Stale", "x")        # ours: the section owns the subtree
+    d.write(HOME + "/attr/other", "keep")                # not ours
+    d.write(HOME + "/data/meminfo_other", "keep")        # not ours either
+    run(d, guest.root, state, "--section", SECTIONS)
+    tree, _ = tree_without_updated(d)
+    assert "attr/PVAddons/Stale" not in tree
+    assert tree["attr/other"] == "keep" and tree["data/meminfo_other"] == "keep"
+
+
+def test_migration_widens_the_run_to_all_sections(fresh_xenstored, guest, state):
+    d = fresh_xenstored
+    d.write(HOME + "/unique-domain-id", "1111")
+    run(d, guest.root, state, "--section", SECTIONS)
+    d.run_tool("xenstore-rm", HOME + "/attr/PVAddons")   # lost in the move, say
+    run(d, guest.root, state, "--section", "memory")
+    assert d.read(HOME + "/attr/PVAddons/Installed") is None   # same domain: memory only
+    d.write(HOME + "/unique-domain-id", "2222")          # migrated / resumed
+    run(d, guest.root, state, "--section", "memory")
+    tree, _ = tree_without_updated(d)
+    expected = expected_static_memory()
+    expected["unique-domain-id"] = "2222"
+    assert tree == expected
+
+
+def test_no_xenstore_is_one_line_and_exit_3(guest, state, tmp_path):
+    env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-such-socket"))
+    env["PYTHONPATH"] = str(CHECKOUT)
+    res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(guest.root),
+                          "--state-dir", str(state)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 3
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no-such-socket" in lines[0], res.stderr
+
+
+def test_print_mode_needs_no_xenstore(guest, state, tmp_path):
+    env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-such-socket"))
+    env["PYTHONPATH"] = str(CHECKOUT)
+    res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(guest.root),
+                          "--format", "json", "--section", SECTIONS], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    import json
+    got = json.loads(res.stdout)
+    leaves = {k: v for k, v in expected_static_memory().items() if v}
+    assert got == leaves
+
+
+def test_dry_run_prints_changes_and_writes_nothing(fresh_xenstored, guest, state):
+    run(fresh_xenstored, guest.root, state, "--section", "memory")
+    guest.meminfo(available=900000)
+    fresh_xenstored.write(HOME + "/data/meminfo_total", "1")
+    mark = fresh_xenstored.log_mark()
+    res = run(fresh_xenstored, guest.root, state, "--section", "misc,memory", "--dry-run")
+    assert written(fresh_xenstored, mark) == []
+    lines = res.stdout.splitlines()
+    assert '+data/meminfo_total = "2048000"' in lines
+    assert '+data/meminfo_free = "900000"' in lines
+    assert '+control/feature-balloon = "1"' in lines
+    assert fresh_xenstored.read("data/meminfo_free") == "1500000"
+
+
+def test_storm_of_50_invocations_coalesces(fresh_xenstored, guest, state):
+    d = fresh_xenstored
+    run(d, guest.root, state, "--section", SECTIONS)
+    guest.meminfo(available=500000)
+    env = dict(d.env(), PYTHONPATH=str(CHECKOUT))
+    cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(guest.root), "--state-dir",
+           str(state), "-v", "--section"]
+    procs = [subprocess.Popen(cmd + [SECTIONS if i % 2 else "memory"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(50)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 50, [o[1] for o in outs]
+    ran = sum(1 for _, err in outs if " written, " in err)
+    skipped = sum(1 for _, err in outs if "skipped" in err)
+    assert ran + skipped == 50
+    assert ran < 50
+    tree, _ = tree_without_updated(d)
+    assert tree == expected_static_memory(meminfo_free="500000")
+    assert sorted(os.listdir(state)) == ["lock", "state"]
+
+
+def test_memory_run_imports_neither_psutil_nor_sh(guest, state, tmp_path):
+    code = ("import sys; before = set(sys.modules); from xe_oneshot.cli import main; "
+            "rc = main(['--print', '--root', %r, '--section', 'memory']); "
+            "print(rc, sorted(m for m in ('psutil', 'sh', 'argparse', 'logging', 'json') "
+            "if m in sys.modules and m not in before))" % str(guest.root))
+    env = dict(os.environ, PYTHONPATH=str(CHECKOUT),
+               XENSTORED_PATH=str(tmp_path / "none"))
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=60, cwd=str(CHECKOUT))
+    assert res.stdout.splitlines()[-1] == "0 []", res.stderr
