@@ -240,3 +240,47 @@ def test_memory_run_imports_neither_psutil_nor_sh(guest, state, tmp_path):
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=60, cwd=str(CHECKOUT))
     assert res.stdout.splitlines()[-1] == "0 []", res.stderr
+
+
+# -- faults dom0 can cause (through the fault-injecting proxy) -------------------------
+
+@pytest.fixture
+def proxy(fresh_xenstored, tmp_path):
+    from tests.fault_proxy import FaultProxy
+    with FaultProxy(fresh_xenstored.socket, tmp_path / "proxy.sock") as p:
+        yield p
+
+
+def test_read_only_feature_balloon_warns_once_and_publishes_the_rest(
+        fresh_xenstored, proxy, guest, state):
+    from tests.fault_proxy import Rule
+    proxy.rules.append(Rule(op="write", path="control/feature-balloon", error="EACCES"))
+    res = run(fresh_xenstored, guest.root, state, "--section", SECTIONS,
+              env=proxy.env(fresh_xenstored.env()))
+    assert res.stderr.splitlines() == [
+        "xe-oneshot: control/feature-balloon: not written (EACCES), the rest is published"]
+    tree, updated = tree_without_updated(fresh_xenstored)
+    expected = expected_static_memory()
+    del expected["control"], expected["control/feature-balloon"]
+    assert tree == expected and updated
+
+
+def test_commit_conflicts_are_retried(fresh_xenstored, proxy, guest, state):
+    from tests.fault_proxy import Rule
+    proxy.rules.append(Rule(op="commit", error="EAGAIN", times=2))
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS,
+        env=proxy.env(fresh_xenstored.env()))
+    assert proxy.counts["commit"] == 3
+    assert tree_without_updated(fresh_xenstored)[0] == expected_static_memory()
+
+
+def test_endless_conflicts_fail_cleanly_with_nothing_published(fresh_xenstored, proxy,
+                                                               guest, state):
+    from tests.fault_proxy import Rule
+    proxy.rules.append(Rule(op="commit", error="EAGAIN"))
+    res = run(fresh_xenstored, guest.root, state, "--section", SECTIONS,
+              env=proxy.env(fresh_xenstored.env()), check=False)
+    assert res.returncode == 4
+    assert len(res.stderr.splitlines()) == 1 and "EAGAIN" in res.stderr
+    assert fresh_xenstored.tree(HOME) == {}
+    assert 2 < proxy.counts["commit"] <= 12
