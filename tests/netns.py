@@ -134,6 +134,20 @@ class Netns:
         res = self.run([sys.executable, "-m", "tests.netns", "collect", str(root)], env=env)
         return json.loads(res.stdout)
 
+    def time_collect(self, root: Path, env: Optional[Mapping[str, str]] = None) -> dict:
+        """``{"seconds": ..., "keys": ...}`` of one collect() inside the namespace."""
+        env = dict(env if env is not None else _without_xenstore(os.environ))
+        env["PYTHONPATH"] = str(CHECKOUT)
+        res = self.run([sys.executable, "-m", "tests.netns", "time", str(root)], env=env)
+        return json.loads(res.stdout)
+
+    def batch(self, commands: Iterable[str]) -> None:
+        """Many ``ip`` commands in one process (``ip -batch``)."""
+        res = subprocess.run(["ip", "-n", self.name, "-batch", "-"], input="\n".join(commands),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if res.returncode != 0:
+            raise RuntimeError("ip -batch: " + res.stdout.strip())
+
 
 def _without_xenstore(env: Mapping[str, str]) -> Dict[str, str]:
     return {k: v for k, v in env.items() if k != "XENSTORED_PATH"}
@@ -193,24 +207,34 @@ def xapi_networks(tree: Mapping[str, str]) -> Dict[str, str]:
 
 # -- the collector inside a namespace ------------------------------------------------------
 
-def _collect_main(root: str) -> int:
+def _collect_main(root: str, timed: bool = False) -> int:
     """Collect the network section over ``root``; XenStore (the package's own client
-    and reader) when ``XENSTORED_PATH`` is set. Prints the keys as JSON."""
+    and reader) when ``XENSTORED_PATH`` is set. Prints the keys as JSON (with
+    ``timed``: ``{"seconds": collect()'s wall time, "keys": how many}``)."""
+    import time
     from xe_oneshot.guest import Root
     from xe_oneshot.sections import Context, network
+
+    def run(ctx) -> None:
+        started = time.perf_counter()
+        values = network.collect(ctx).values
+        seconds = time.perf_counter() - started
+        print(json.dumps({"seconds": seconds, "keys": len(values)} if timed else values,
+                         sort_keys=True))
+
     ctx = Context(root=Root(root))
     if not os.environ.get("XENSTORED_PATH"):
-        print(json.dumps(network.collect(ctx).values, sort_keys=True))
+        run(ctx)
         return 0
     from xe_oneshot.xenstore import Client
     from xe_oneshot.xsreader import ClientReader
     with Client.open(timeout=10) as client:
         ctx.xenstore = ClientReader(client)
-        print(json.dumps(network.collect(ctx).values, sort_keys=True))
+        run(ctx)
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "collect":
-        sys.exit(_collect_main(sys.argv[2]))
-    sys.exit("usage: python3 -m tests.netns collect ROOT")
+    if len(sys.argv) == 3 and sys.argv[1] in ("collect", "time"):
+        sys.exit(_collect_main(sys.argv[2], timed=sys.argv[1] == "time"))
+    sys.exit("usage: python3 -m tests.netns collect|time ROOT")
