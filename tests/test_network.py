@@ -83,6 +83,15 @@ def test_assign_indices(current, published, expected):
     assert network.assign_indices(current, published) == expected
 
 
+def test_assign_indices_caps_newcomers_not_published_addresses():
+    assert network.assign_indices(["a", "b", "c", "d"], {"d": 5}, limit=3) == {
+        5: "d", 0: "a", 1: "b"}
+    assert network.assign_indices(["a", "b", "c"], {"a": 0, "b": 1, "c": 2}, limit=2) == {
+        0: "a", 1: "b", 2: "c"}
+    many = ["10.0.0.%d" % i for i in range(100)]
+    assert len(network.assign_indices(many, {})) == network.MAX_PER_FAMILY
+
+
 # -- sysfs layouts (fake trees) -------------------------------------------------------------
 
 def _iface(root: Path, name: str, devpath: str, address: str = "00:16:3e:00:00:01",

@@ -24,6 +24,10 @@ Decisions where the toolstack is indifferent:
 * An SR-IOV VF must be a device-backed interface (``/sys/class/net/<if>/device``):
   bridges, bonds and VLANs copy their port's MAC and must not match. A bond slave's
   own MAC is ``bonding_slave/perm_hwaddr`` (the bond rewrites ``address``).
+* At most MAX_PER_FAMILY addresses per family and VIF (XenStore quota, see there).
+* Order of new addresses: the interface's own first, then each stacked device's
+  (nearest first, ``master`` before ``upper_*`` by name), each in the kernel's order
+  (IPv4: primaries, secondaries, then labelled ones; IPv6: global before link-local).
 
 Indices are stable without local state: the published ones are read back through
 ``ctx.xenstore``; an address keeps its index while it exists and a new one takes the
@@ -49,6 +53,13 @@ OWNS = (VIF_PREFIX, VF_PREFIX)
 VF_DEVICES = "xenserver/device/net-sriov-vf"
 
 SYS_NET = "/sys/class/net"
+
+#: At most this many addresses per family and interface. Every key is a node counted in
+#: the guest's XenStore quota (oxenstored and C xenstored allow 1000 per domain by
+#: default; over it the whole transaction fails with EQUOTA): a bridge carrying
+#: hundreds of addresses must not cost the guest all its other keys. Published
+#: addresses keep their place; newcomers beyond the cap wait for a free one.
+MAX_PER_FAMILY = 32
 
 #: Address families as published, with psutil's family constant.
 FAMILIES = (("ipv4", socket.AF_INET), ("ipv6", socket.AF_INET6))
@@ -204,9 +215,10 @@ def published_indices(xenstore: Optional[XenStoreReader], path: str) -> Dict[str
     return found
 
 
-def assign_indices(current: List[str], published: Dict[str, int]) -> Dict[int, str]:
+def assign_indices(current: List[str], published: Dict[str, int],
+                   limit: int = MAX_PER_FAMILY) -> Dict[int, str]:
     """Index -> address: a published address keeps its index, new ones (in order)
-    take the lowest free indices.
+    take the lowest free indices, while fewer than ``limit`` are taken.
 
     >>> assign_indices(["c", "b"], {"a": 0, "b": 1})
     {1: 'b', 0: 'c'}
@@ -219,6 +231,10 @@ def assign_indices(current: List[str], published: Dict[str, int]) -> Dict[int, s
     for address in current:
         if address in published:
             continue
+        if len(out) >= limit:
+            LOG.warning("more than %d addresses of one family on an interface: %s and "
+                        "later ones not published", limit, address)
+            break
         while free in out:
             free += 1
         out[free] = address
