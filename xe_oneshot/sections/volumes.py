@@ -1,0 +1,485 @@
+"""The ``volumes`` section: the guest's disk volumes, what is mounted on them, LVM PVs.
+
+Keys (relative to the guest's home), one ``data/volumes/<n>`` per volume::
+
+    extents/0        xvda          the disk's ``<backend>/dev`` for a Xen disk, else empty
+    name             /dev/xvda1(5f2c...-01)   ``/dev/<name>(<PARTUUID>)``, else ``/dev/<name>``
+    size             10737418240   bytes: sysfs ``size`` x 512, whatever the sector size
+    mount_points/<k> /             every mount point in mount order (bind mounts, btrfs
+                                   subvolumes); ``[LVM]`` for a PV; ``[SWAP]`` for active swap
+    filesystem       ext4          the mounted type; the PV format (``lvm2``); ``swap``
+    free             5368709120    f_bavail x f_frsize; PV free bytes; unused swap bytes
+
+``free`` wanders: it is marked with a tolerance of 1% of the volume's size, so the
+publisher does not wake dom0 for smaller moves until the published value is old.
+
+Which block devices are volumes (decisions where the design is silent):
+
+* Disks are ``/sys/block/*`` with a ``device`` link: (virtual) hardware — xvd*, sd*, vd*,
+  hd*, nvme*, mmcblk*, sr*. Software block devices have no such link and are left out on
+  purpose: loop (images, snaps), ram / zram (memory), dm-* (LVs and dm-crypt: they live on
+  a PV that is reported as ``[LVM]``; listing them too would count the same space twice
+  and they map to no VDI), md* (RAID over partitions that are reported), nbd.
+* Every partition (entries with a ``partition`` file) is a volume, mounted or not,
+  except an MBR extended-partition container (udev ``ID_PART_ENTRY_TYPE`` 0x5, 0xf,
+  0x85: a 1 KiB placeholder, not space anyone can use).
+* A disk without partitions is a volume when something is on it: a filesystem, swap or
+  a PV (udev ``ID_FS_TYPE``), or a mount. An empty raw disk is not.
+* Nothing of size 0 is a volume: a CD-ROM drive without media is skipped, as the classic
+  agent skips it. A CD-ROM with a mounted disc is a volume like a whole-disk filesystem.
+* Swap: a volume like any other partition; when active (``/proc/swaps``) it is shown
+  the way ``lsblk`` shows it — ``mount_points/0`` = ``[SWAP]``, ``filesystem`` = ``swap``,
+  ``free`` = swap space not in use. An inactive swap partition has no mount points.
+* ``free`` comes from the first mount point of the device that is not hidden by a later
+  mount on the same path; if every one is hidden, or statvfs fails, ``free`` is omitted
+  (with one warning) — never a wrong figure. Only the guest's own block-device mounts
+  are ever statvfs'd: a dead NFS server cannot hang the run.
+
+Numbering (``<n>``) is stable while the devices are: disks in natural order (xvda ...
+xvdz, xvdaa; nvme2n1 before nvme10n1), then each disk's partitions in numeric order.
+A removed device shifts those after it; the publisher removes the stale tail.
+
+With ``--root DIR`` every guest file is read under DIR, and ``free`` is the statvfs of
+``DIR/<mount point>``. ``pvs`` cannot honour a root: it always reports the real
+system's PVs (matched to volumes by device number, then by name).
+
+Cost on a guest without LVM: a few small sysfs / udev files per device, one read of
+mountinfo and /proc/swaps, one statvfs per mounted volume; no process, no psutil, no sh.
+"""
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+from . import Collected, Context, SectionError, XenStoreReader
+from .. import mountinfo, udevdb
+from ..guest import Root
+
+LOG = logging.getLogger(__name__)
+
+PREFIX = "data/volumes"
+OWNS = (PREFIX,)
+
+SYS_BLOCK = "/sys/block"
+BY_PARTUUID = "/dev/disk/by-partuuid"
+PROC_SWAPS = "/proc/swaps"
+
+#: sysfs ``size`` counts 512-byte sectors whatever the disk's block size (the classic
+#: agent multiplied by the physical block size: 4K-sector disks came out 8x too large).
+SECTOR = 512
+
+#: ``mount_points/0`` of an LVM physical volume (as the classic agents publish it).
+LVM_MOUNT_POINT = "[LVM]"
+#: ``mount_points/0`` of an active swap device (as ``lsblk`` shows it).
+SWAP_MOUNT_POINT = "[SWAP]"
+
+#: One run of this per collection, and only when udev knows of a PV.
+PVS_ARGS = ("--noheadings", "--units", "b", "-o", "pv_name,pv_free,pv_fmt")
+#: pvs waits on LVM's locks: do not let a long lvconvert hold the whole run.
+PVS_TIMEOUT = 10
+
+#: udev ``ID_PART_ENTRY_TYPE`` of MBR extended-partition containers (DOS, Win95 LBA, Linux).
+EXTENDED_TYPES = frozenset(("0x5", "0xf", "0x85"))
+
+#: ``<nodename>`` of a Xen disk in sysfs: ``device/vbd/51712``.
+_NODENAME = re.compile(r"^device/[A-Za-z0-9_-]+/[0-9]+$")
+#: A backend path we are willing to read under: ``/local/domain/0/backend/vbd/5/51712``.
+_BACKEND = re.compile(r"^/local/domain/[0-9]+/backend(?:/[A-Za-z0-9_@-]+)+$")
+_LETTERED = re.compile(r"^(xvd|sd|vd|hd)([a-z]+)$")
+_STEM = re.compile(r"^[^0-9]*")
+_NUMBERS = re.compile(r"[0-9]+")
+
+
+# -- records -------------------------------------------------------------------------
+
+@dataclass
+class BlockDevice:
+    """A disk or partition as sysfs shows it."""
+
+    name: str                 #: kernel name: ``xvda1``
+    disk: str                 #: its disk's name (its own for a whole disk)
+    devno: Tuple[int, int]    #: (major, minor) from sysfs ``dev``
+    sectors: int              #: sysfs ``size``: 512-byte sectors
+    partition: int = 0        #: partition number; 0 for a whole disk
+    props: Dict[str, str] = field(default_factory=dict)   #: udev properties
+
+    @property
+    def size(self) -> int:
+        return self.sectors * SECTOR
+
+    @property
+    def fs_type(self) -> str:
+        return self.props.get("ID_FS_TYPE", "")
+
+
+@dataclass
+class Usage:
+    """What is on a volume: ``mount_points``, ``filesystem`` and ``free`` (if known)."""
+
+    mount_points: List[str]
+    filesystem: str
+    free: Optional[int]
+
+
+@dataclass(frozen=True)
+class PhysicalVolume:
+    """One line of ``pvs``."""
+
+    name: str
+    free: int
+    fmt: str
+
+
+@dataclass(frozen=True)
+class Swap:
+    """One line of ``/proc/swaps`` (sizes in bytes)."""
+
+    filename: str
+    kind: str
+    size: int
+    used: int
+
+
+# -- parsers -------------------------------------------------------------------------
+
+def disk_order(name: str) -> Tuple[str, Tuple[int, ...], str]:
+    """Sort key putting disk names in natural order.
+
+    ``xvda`` < ``xvdz`` < ``xvdaa`` (letters count like a spreadsheet's columns);
+    ``nvme2n1`` < ``nvme10n1``; ``sr0`` < ``sr1``. Families sort by name.
+    """
+    m = _LETTERED.match(name)
+    if m:
+        number = 0
+        for letter in m.group(2):
+            number = number * 26 + ord(letter) - ord("a") + 1
+        return (m.group(1), (number,), name)
+    return (_STEM.match(name).group(), tuple(int(n) for n in _NUMBERS.findall(name)), name)
+
+
+def parse_devno(text: str) -> Tuple[int, int]:
+    """sysfs ``dev``: ``202:1`` → (202, 1). Raises ValueError."""
+    major, colon, minor = text.strip().partition(":")
+    if not colon:
+        raise ValueError("not a major:minor: %r" % text)
+    return int(major), int(minor)
+
+
+def parse_pvs(text: str) -> List[PhysicalVolume]:
+    """The output of ``pvs --noheadings --units b -o pv_name,pv_free,pv_fmt``.
+
+    Sample line: ``  /dev/xvdb1  1069547520B lvm2``. Lines that do not parse (an
+    ``[unknown]`` missing PV, warnings) are skipped.
+    """
+    pvs = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 3 or not fields[0].startswith("/"):
+            continue
+        free = fields[1].upper().rstrip("B")
+        if not free.isdigit():
+            continue
+        pvs.append(PhysicalVolume(fields[0], int(free), fields[2]))
+    return pvs
+
+
+def parse_swaps(text: str) -> List[Swap]:
+    """``/proc/swaps`` (sizes in KiB) as records in bytes.
+
+    Sample line: ``/dev/xvda5   partition  1046524  1024  -2``; the header line and
+    anything that does not parse are skipped. File names use mountinfo's escapes.
+    """
+    swaps = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or not fields[2].isdigit() or not fields[3].isdigit():
+            continue
+        swaps.append(Swap(mountinfo.unescape(fields[0]), fields[1],
+                          int(fields[2]) * 1024, int(fields[3]) * 1024))
+    return swaps
+
+
+# -- readers -------------------------------------------------------------------------
+
+class _Skipped:
+    """Devices left out because sysfs gave nonsense: reported once, not one warning each."""
+
+    def __init__(self) -> None:
+        self.names: List[str] = []
+
+    def report(self) -> None:
+        if self.names:
+            LOG.warning("block devices with an unreadable dev/size in sysfs skipped: %s",
+                        ", ".join(self.names))
+
+
+def read_device(root: Root, sysdir: str, name: str, disk: str, partition: int,
+                skipped: _Skipped) -> Optional[BlockDevice]:
+    """A block device from its sysfs directory, or None if it vanished or is garbled."""
+    dev = root.read_line(sysdir + "/dev")
+    size = root.read_line(sysdir + "/size")
+    if dev is None or size is None:
+        return None                  # hot-unplugged while we looked
+    try:
+        return BlockDevice(name, disk, parse_devno(dev), int(size), partition)
+    except ValueError:
+        skipped.names.append(name)
+        return None
+
+
+def read_disks(root: Root, skipped: _Skipped) -> List[Tuple[BlockDevice, List[BlockDevice]]]:
+    """Every disk in natural order, each with its partitions in numeric order."""
+    names = [name for name in root.listdir(SYS_BLOCK)
+             if root.lexists("%s/%s/device" % (SYS_BLOCK, name))]
+    disks = []
+    for name in sorted(names, key=disk_order):
+        sysdir = "%s/%s" % (SYS_BLOCK, name)
+        disk = read_device(root, sysdir, name, name, 0, skipped)
+        if disk is None:
+            continue
+        parts = []
+        # The kernel names partitions after their disk: xvda1, nvme0n1p1, mmcblk0p1.
+        for entry in root.listdir(sysdir):
+            if not entry.startswith(name) or entry == name:
+                continue
+            number = root.read_line("%s/%s/partition" % (sysdir, entry))
+            if number is None:
+                continue
+            if not number.isdigit():
+                skipped.names.append(entry)
+                continue
+            part = read_device(root, "%s/%s" % (sysdir, entry), entry, name, int(number),
+                               skipped)
+            if part is not None:
+                parts.append(part)
+        parts.sort(key=lambda p: (p.partition, p.name))
+        disks.append((disk, parts))
+    return disks
+
+
+def read_partuuids(root: Root) -> Dict[str, str]:
+    """Device name -> PARTUUID from the ``/dev/disk/by-partuuid`` links."""
+    found = {}
+    for uuid in root.listdir(BY_PARTUUID):
+        target = root.readlink("%s/%s" % (BY_PARTUUID, uuid))
+        if target:
+            found.setdefault(os.path.basename(target), uuid)
+    return found
+
+
+def xen_extent(root: Root, xenstore: Optional[XenStoreReader], disk: str) -> str:
+    """``<backend>/dev`` of a Xen disk (``xvda``); empty for any other disk or if dom0
+    left something out. Only a plausible backend path is followed."""
+    if xenstore is None:
+        return ""
+    nodename = root.read_line("%s/%s/device/nodename" % (SYS_BLOCK, disk))
+    if not nodename or not _NODENAME.match(nodename):
+        return ""
+    try:
+        backend = xenstore.read(nodename + "/backend")
+        if not backend or not _BACKEND.match(backend):
+            if backend:
+                LOG.warning("%s: ignoring implausible backend path %r", disk, backend[:200])
+            return ""
+        return xenstore.read(backend + "/dev") or ""
+    except OSError as err:
+        LOG.debug("%s: backend not readable: %s", disk, err)
+        return ""
+
+
+def run_pvs() -> Optional[str]:
+    """The output of one ``pvs`` run, or None (one warning) when LVM cannot tell us.
+
+    Works with sh 1.14 (a RunningCommand, str() is its stdout) and sh 2.x (a str).
+    """
+    import sh  # ~90 ms: only on guests that have a PV
+    env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
+    try:
+        pvs = sh.Command("pvs")
+        out = pvs(*PVS_ARGS, _env=env, _tty_out=False, _timeout=PVS_TIMEOUT)
+    except sh.CommandNotFound:
+        LOG.warning("pvs not found (lvm2 not installed?): LVM physical volumes "
+                    "published without usage")
+        return None
+    except sh.ErrorReturnCode as err:
+        lines = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        LOG.warning("pvs failed (exit %s): %s", getattr(err, "exit_code", "?"),
+                    lines[-1].strip() if lines else "no message")
+        return None
+    except sh.TimeoutException:
+        LOG.warning("pvs did not answer within %d s: LVM usage not published", PVS_TIMEOUT)
+        return None
+    except OSError as err:
+        LOG.warning("pvs could not run: %s", err)
+        return None
+    return str(out)
+
+
+# -- matching ------------------------------------------------------------------------
+
+def _devno_of(path: str) -> Optional[Tuple[int, int]]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.major(st.st_rdev), os.minor(st.st_rdev)) if st.st_rdev else None
+
+
+def match_pvs(pvs: List[PhysicalVolume], volumes: List[BlockDevice],
+              devno_of: Callable[[str], Optional[Tuple[int, int]]] = _devno_of
+              ) -> Dict[str, PhysicalVolume]:
+    """Volume name -> its PV. pvs names are real-system paths (``/dev/xvdb1``,
+    ``/dev/mapper/...``): matched by device number, then by base name."""
+    by_devno = {v.devno: v.name for v in volumes}
+    names = {v.name for v in volumes}
+    found: Dict[str, PhysicalVolume] = {}
+    for pv in pvs:
+        name = by_devno.get(devno_of(pv.name))  # type: ignore[arg-type]
+        if name is None and os.path.basename(pv.name) in names:
+            name = os.path.basename(pv.name)
+        if name is not None:
+            found.setdefault(name, pv)
+    return found
+
+
+def match_mounts(root: Root, mounts: List[mountinfo.Mount],
+                 devices: List[BlockDevice]) -> Dict[str, List[mountinfo.Mount]]:
+    """Device name -> its mounts in mount order.
+
+    By device number; for a mount on an anonymous device (major 0: btrfs shows its own
+    0:NN, not the partition) by its source ``/dev/...`` path.
+    """
+    by_devno = {d.devno: d.name for d in devices}
+    names = {d.name for d in devices}
+    resolved: Dict[str, Optional[str]] = {}
+    found: Dict[str, List[mountinfo.Mount]] = {}
+    for m in mounts:
+        name = by_devno.get(m.devno)
+        if name is None and m.major == 0 and m.source.startswith("/dev/"):
+            if m.source not in resolved:
+                base = os.path.basename(m.source)
+                if base not in names:
+                    base = os.path.basename(os.path.realpath(root.path(m.source)))
+                resolved[m.source] = base if base in names else None
+            name = resolved[m.source]
+        if name is not None:
+            found.setdefault(name, []).append(m)
+    return found
+
+
+def mount_usage(root: Root, own: List[mountinfo.Mount], visible: Dict[str, mountinfo.Mount],
+                failures: List[str]) -> Usage:
+    """Mount points, type and free bytes of one mounted device."""
+    points: List[str] = []
+    for m in own:
+        if m.mount_point not in points:
+            points.append(m.mount_point)
+    free = None
+    for m in own:
+        if visible.get(m.mount_point) is not m:
+            continue                 # something else is mounted over it
+        try:
+            st = os.statvfs(root.path(m.mount_point))
+        except OSError as err:
+            failures.append("%s (%s)" % (m.mount_point, os.strerror(err.errno or 0)))
+            break
+        free = st.f_bavail * st.f_frsize
+        break
+    return Usage(points, own[0].fstype, free)
+
+
+def active_swaps(root: Root, devices: List[BlockDevice]) -> Dict[Tuple[int, int], Swap]:
+    """Device number -> its active swap, from ``/proc/swaps`` (named ``/dev/<name>`` by
+    the kernel; a name we do not know is looked up by stat). Swap files are not volumes."""
+    by_name = {d.name: d.devno for d in devices}
+    found: Dict[Tuple[int, int], Swap] = {}
+    for swap in parse_swaps(root.read_text(PROC_SWAPS, default="") or ""):
+        if swap.kind != "partition":
+            continue
+        devno = by_name.get(os.path.basename(swap.filename)) or _devno_of(root.path(swap.filename))
+        if devno is not None:
+            found.setdefault(devno, swap)
+    return found
+
+
+# -- the section ---------------------------------------------------------------------
+
+def _is_volume(dev: BlockDevice, used: bool) -> bool:
+    if dev.sectors <= 0:
+        return False                 # e.g. a CD-ROM drive without media
+    if dev.partition:
+        return dev.props.get("ID_PART_ENTRY_TYPE", "").lower() not in EXTENDED_TYPES
+    return used or bool(dev.fs_type)
+
+
+def collect(ctx: Context) -> Collected:
+    root = ctx.root
+    mounts = mountinfo.read(root)
+    if mounts is None:
+        raise SectionError("%s is missing: cannot tell what is mounted" % mountinfo.MOUNTINFO)
+    skipped = _Skipped()
+    disks = read_disks(root, skipped)
+    skipped.report()
+
+    candidates: List[BlockDevice] = []
+    for disk, parts in disks:
+        candidates.extend(parts or [disk])
+    for dev in candidates:
+        dev.props = udevdb.read_block(root, *dev.devno)
+
+    mounted = match_mounts(root, mounts, candidates)
+    visible = {m.mount_point: m for m in mounts}      # the last mount on a path wins
+    swap_by_devno = active_swaps(root, candidates)
+
+    volumes = [d for d in candidates
+               if _is_volume(d, d.name in mounted or d.devno in swap_by_devno)]
+
+    pvs: Dict[str, PhysicalVolume] = {}
+    if any(v.fs_type == "LVM2_member" for v in volumes):
+        out = run_pvs()
+        if out is not None:
+            pvs = match_pvs(parse_pvs(out), volumes)
+
+    failures: List[str] = []
+    extents: Dict[str, str] = {}
+    partuuids: Optional[Dict[str, str]] = None
+    result = Collected()
+    for n, vol in enumerate(volumes):
+        base = "%s/%d" % (PREFIX, n)
+        if vol.disk not in extents:
+            extents[vol.disk] = xen_extent(root, ctx.xenstore, vol.disk)
+        name = "/dev/" + vol.name
+        uuid = vol.props.get("ID_PART_ENTRY_UUID", "") if vol.partition else ""
+        if vol.partition and not uuid:
+            if partuuids is None:
+                partuuids = read_partuuids(root)
+            uuid = partuuids.get(vol.name, "")
+        if uuid:
+            name += "(%s)" % uuid
+        result.values[base + "/extents/0"] = extents[vol.disk]
+        result.values[base + "/name"] = name
+        result.values[base + "/size"] = str(vol.size)
+
+        usage = None
+        if vol.name in mounted:
+            usage = mount_usage(root, mounted[vol.name], visible, failures)
+        elif vol.name in pvs:
+            pv = pvs[vol.name]
+            usage = Usage([LVM_MOUNT_POINT], pv.fmt, pv.free)
+        elif vol.devno in swap_by_devno:
+            swap = swap_by_devno[vol.devno]
+            usage = Usage([SWAP_MOUNT_POINT], "swap", max(swap.size - swap.used, 0))
+        if usage is not None:
+            for k, point in enumerate(usage.mount_points):
+                result.values["%s/mount_points/%d" % (base, k)] = point
+            result.values[base + "/filesystem"] = usage.filesystem
+            if usage.free is not None:
+                result.values[base + "/free"] = str(usage.free)
+                result.tolerance[base + "/free"] = vol.size // 100
+        LOG.debug("volume %d: %s %s", n, name, usage)
+    if failures:
+        LOG.warning("free space not published for: %s", ", ".join(failures))
+    return result
+
