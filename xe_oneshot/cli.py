@@ -4,12 +4,17 @@ The option parser is written by hand: argparse costs a few milliseconds to impor
 this process starts on every udev and network event.
 """
 
+from __future__ import annotations
+
 import sys
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 from . import __version__, log
+from .records import field, record
 from .sections import GROUPS, SECTIONS, Collected, Context, expand, load
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional
 
 LOG = log.getLogger(__name__)
 
@@ -60,7 +65,7 @@ class UsageError(Exception):
     """A bad command line (message is one line)."""
 
 
-@dataclass
+@record
 class Options:
     sections: List[str] = field(default_factory=list)
     root: str = "/"

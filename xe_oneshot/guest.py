@@ -10,10 +10,16 @@ Tolerance policy (as psutil's Linux backend): an entry that vanished while we lo
 error (EACCES, EIO, ...) is raised for the section to report.
 """
 
+from __future__ import annotations
+
 import errno
 import os
-from dataclasses import dataclass
-from typing import List, Optional
+
+from .records import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 #: Errors that mean "not there (any more)": read as absent.
 VANISHED = frozenset((errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR, errno.ELOOP))
@@ -22,7 +28,7 @@ VANISHED = frozenset((errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR, er
 MAX_READ = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Root:
     """The guest's filesystem as seen under ``base`` (``/`` on a real guest)."""
 

@@ -21,11 +21,16 @@ size limit is cut (at a character boundary) with a warning, never sent oversize;
 characters become spaces.
 """
 
+from __future__ import annotations
+
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from . import log
+from .records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 LOG = log.getLogger(__name__)
 
@@ -39,7 +44,7 @@ UPDATED = "data/updated"
 ENOENT, EACCES, EAGAIN, E2BIG = 2, 13, 11, 7
 
 
-@dataclass
+@record
 class Policy:
     """The change policy for wandering values (see module docstring)."""
 
@@ -49,7 +54,7 @@ class Policy:
     published: Dict[str, float] = field(default_factory=dict)   # key -> time written
 
 
-@dataclass
+@record
 class Plan:
     """What a run changes: ``writes`` (key -> value, in order) and ``removes``."""
 

@@ -22,11 +22,16 @@ by us and not writable by others; files are opened relative to it with O_NOFOLLO
 created 0600, so a planted symlink is never written through.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import stat
 import time
-from typing import Dict, Iterable, List, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional
 
 PREFIX = "user.xe-oneshot."
 _NOT_SUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)

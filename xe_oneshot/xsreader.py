@@ -5,7 +5,11 @@ indices). What is absent or unreadable there reads as None / an empty listing: a
 collector never fails because dom0 left something out.
 """
 
-from typing import List, Optional
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 
 class ClientReader:

@@ -15,16 +15,16 @@ Sections are imported only when asked for, so that a ``memory`` run loads neithe
 psutil nor sh.
 """
 
-import importlib
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from __future__ import annotations
 
-try:  # Python 3.8 has typing.Protocol
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore
+import importlib
 
 from ..guest import Root
+from ..records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Tuple
 
 #: Section name -> module (in this package) implementing it, in publishing order.
 SECTIONS: Dict[str, str] = {
@@ -47,21 +47,22 @@ class SectionError(Exception):
     """A section could not collect a trustworthy answer (message is one line)."""
 
 
-class XenStoreReader(Protocol):
+class XenStoreReader:
     """Read-only XenStore access for collectors that need it (SR-IOV MACs, disk backends).
 
-    Paths are relative to the guest's home or absolute. Absent or unreadable nodes read
-    as None / empty: a collector never fails because dom0 left something out.
+    The interface only (a duck type; ``xsreader.ClientReader`` implements it). Paths are
+    relative to the guest's home or absolute. Absent or unreadable nodes read as None /
+    empty: a collector never fails because dom0 left something out.
     """
 
     def read(self, path: str) -> Optional[str]:
-        ...
+        raise NotImplementedError
 
     def directory(self, path: str) -> List[str]:
-        ...
+        raise NotImplementedError
 
 
-@dataclass
+@record
 class Context:
     """What a collector may use: the guest's files, XenStore (if any), options."""
 
@@ -72,7 +73,7 @@ class Context:
     no_balloon: bool = False
 
 
-@dataclass
+@record
 class Collected:
     """A section's answer: keys (relative to the guest's home) and their text values."""
 

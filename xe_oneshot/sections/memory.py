@@ -6,9 +6,13 @@ all the time, so it is marked with a tolerance of 1% of MemTotal: the publisher 
 wake dom0 for smaller moves until the published value is old (see publisher.py).
 """
 
-from typing import Dict
+from __future__ import annotations
 
 from . import Collected, Context, SectionError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict
 
 OWNS = ("data/meminfo_total", "data/meminfo_free")
 

@@ -8,10 +8,14 @@ the toolstack may have made the node read-only for the guest (EACCES): the publi
 warns and publishes the rest.
 """
 
-from typing import List
+from __future__ import annotations
 
 from .. import __version__
 from . import Collected, Context
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List
 
 OWNS = ("attr/PVAddons", "control/feature-balloon")
 
