@@ -232,3 +232,34 @@ def test_state_falls_back_to_a_file_where_xattrs_are_refused(tmp_path):
     assert lines[0] == "x1 12.5"
     assert "domid\tx1" in lines[1:]
     assert "published.data/volumes/0/free\t12.5" in lines[1:]
+
+
+# -- records ---------------------------------------------------------------------------
+
+def test_record_behaves_like_the_dataclass_parts_we_use():
+    from xe_oneshot.records import asdict, field, record, replace
+
+    @record
+    class Vol:
+        name: str
+        size: int = 0
+        points: list = field(default_factory=list)
+
+    a, b = Vol("xvda", points=["/"]), Vol(name="xvda")
+    assert (a.name, a.size, a.points, b.points) == ("xvda", 0, ["/"], [])
+    assert Vol("x").points is not Vol("x").points
+    assert a != b and replace(a, points=[]) == b
+    assert repr(b) == "Vol(name='xvda', size=0, points=[])"
+    assert asdict(b) == {"name": "xvda", "size": 0, "points": []}
+    with pytest.raises(TypeError, match="missing argument 'name'"):
+        Vol()
+    with pytest.raises(TypeError, match="unexpected argument 'colour'"):
+        Vol("x", colour=1)
+
+    @record(frozen=True)
+    class Key:
+        path: str
+
+    assert Key("a") == Key("a") and len({Key("a"), Key("a")}) == 1
+    with pytest.raises(AttributeError):
+        Key("a").path = "b"
