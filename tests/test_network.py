@@ -22,6 +22,9 @@ from tests.netns import xapi_networks
     ("device/vbd/768", None),
     ("device/vif/", None),
     ("device/vif/1a", None),
+    ("device/vif/\u00b2", None),
+    ("device/vif/-1", None),
+    ("device/vif/0/x", None),
     ("xenbus/device/vif/0", None),
     ("", None),
     (None, None),
@@ -41,6 +44,13 @@ def test_parse_vif_nodename(text, vifid):
 ])
 def test_parse_mac(text, mac):
     assert network.parse_mac(text) == mac
+
+
+@pytest.mark.parametrize("text,ok", [
+    ("0", True), ("7", True), ("12", True), ("07", False), ("-1", False), ("", False),
+    ("x", False), ("1.0", False), ("\u0661", False)])
+def test_is_index(text, ok):
+    assert network.is_index(text) is ok
 
 
 @pytest.mark.parametrize("family,text,canonical", [

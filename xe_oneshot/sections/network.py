@@ -34,16 +34,22 @@ Indices are stable without local state: the published ones are read back through
 lowest free index. Without XenStore (print mode) numbering starts from 0.
 """
 
-import logging
-import re
+from __future__ import annotations
+
 import socket
-from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
 
-from . import Collected, Context, XenStoreReader
-from ..guest import Root
+from . import Collected
+from .. import log
+from ..records import field, record
 
-LOG = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Tuple
+
+    from . import Context, XenStoreReader
+    from ..guest import Root
+
+LOG = log.getLogger(__name__)
 
 VIF_PREFIX = "attr/vif"
 VF_PREFIX = "xenserver/attr/net-sriov-vf"
@@ -64,13 +70,11 @@ MAX_PER_FAMILY = 32
 #: Address families as published, with psutil's family constant.
 FAMILIES = (("ipv4", socket.AF_INET), ("ipv6", socket.AF_INET6))
 
-_NODENAME = re.compile(r"^device/vif/([0-9]+)$")
-_MAC = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$")
-_INDEX = re.compile(r"^(?:0|[1-9][0-9]*)$")
-_XS_NAME = re.compile(r"^[A-Za-z0-9_@-]+$")
+_HEX = frozenset("0123456789abcdef")
+_XS_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@-")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Target:
     """Where an interface's addresses go: ``attr/vif/0``, ``xenserver/attr/net-sriov-vf/1``."""
 
@@ -82,7 +86,7 @@ class Target:
         return "%s/%s" % (self.prefix, self.ident)
 
 
-@dataclass
+@record
 class Addresses:
     """One target's current addresses per family, in publishing order, no duplicates."""
 
@@ -100,8 +104,8 @@ def parse_vif_nodename(text: Optional[str]) -> Optional[str]:
     """The VIF id in a netfront ``device/nodename``: ``device/vif/0`` -> ``"0"``."""
     if text is None:
         return None
-    m = _NODENAME.match(text.strip())
-    return m.group(1) if m else None
+    prefix, _, vifid = text.strip().rpartition("/")
+    return vifid if prefix == "device/vif" and _is_decimal(vifid) else None
 
 
 def parse_mac(text: Optional[str]) -> Optional[str]:
@@ -110,7 +114,21 @@ def parse_mac(text: Optional[str]) -> Optional[str]:
     if text is None:
         return None
     mac = text.strip().lower()
-    return mac if _MAC.match(mac) else None
+    parts = mac.split(":")
+    if len(parts) == 6 and all(len(p) == 2 and _HEX.issuperset(p) for p in parts):
+        return mac
+    return None
+
+
+def _is_decimal(text: str) -> bool:
+    """``0``, ``12``: ASCII digits only (``str.isdigit`` also takes ``²``)."""
+    return bool(text) and text.isascii() and text.isdigit()
+
+
+def is_index(text: str) -> bool:
+    """An index as xapi's ``int_of_string`` reads it and we write it: ``0``, ``12``;
+    not ``07``, ``-1``, ``x``."""
+    return _is_decimal(text) and (text == "0" or text[0] != "0")
 
 
 def canonical(family: int, text: str) -> Optional[str]:
@@ -138,7 +156,7 @@ def vf_ids_by_mac(xenstore: Optional[XenStoreReader]) -> Dict[str, str]:
         return {}
     out: Dict[str, str] = {}
     for ident in xenstore.directory(VF_DEVICES):
-        if not _XS_NAME.match(ident):
+        if not ident or not _XS_NAME.issuperset(ident):
             continue
         mac = parse_mac(xenstore.read("%s/%s/mac" % (VF_DEVICES, ident)))
         if mac is None:
@@ -203,7 +221,7 @@ def published_indices(xenstore: Optional[XenStoreReader], path: str) -> Dict[str
     family = socket.AF_INET if path.endswith("ipv4") else socket.AF_INET6
     found: Dict[str, int] = {}
     for name in xenstore.directory(path):
-        if not _INDEX.match(name):
+        if not is_index(name):
             continue
         value = xenstore.read("%s/%s" % (path, name))
         address = canonical(family, value) if value is not None else None
