@@ -127,6 +127,8 @@ class RunState:
                 if name.startswith(PREFIX):
                     values[name[len(PREFIX):]] = self._xattrs.get(name).decode(
                         "utf-8", "replace")
+        except ImportError:       # a bare install without the package: the file will do
+            self._xattrs = None
         except OSError as err:
             if err.errno not in _NOT_SUPPORTED:
                 raise
