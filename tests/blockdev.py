@@ -64,6 +64,8 @@ class FakeBlock:
             "25 1 0:24 / /run rw,nosuid,nodev,noexec,relatime shared:5 - tmpfs tmpfs rw",
         ]
         self._next_id = 40
+        #: Mount points made under the root, in order (see :meth:`tmpfs_mounts`).
+        self.mount_dirs: List[str] = []
         self._sysdirs: Dict[str, Path] = {}
         self.write_mountinfo()
 
@@ -177,7 +179,19 @@ class FakeBlock:
         self._next_id += 1
         if make_dir:
             self.path(mount_point).mkdir(parents=True, exist_ok=True)
+            if mount_point not in self.mount_dirs:
+                self.mount_dirs.append(mount_point)
         return self.write_mountinfo()
+
+    def tmpfs_mounts(self) -> List[Dict[str, str]]:
+        """For :func:`in_namespace`: a tmpfs of its own size (1 MiB, 2 MiB, ...) on each
+        mount point under the root, so that each has distinct, steady free figures
+        (the root's own filesystem is shared and busy)."""
+        if "/" in self.mount_dirs:
+            raise ValueError("a fake guest cannot have '/' as a mount point here")
+        return [{"source": "xe-test", "target": str(self.path(point)), "type": "tmpfs",
+                 "options": "size=%dk" % (1024 * (k + 1))}
+                for k, point in enumerate(self.mount_dirs)]
 
     def write_mountinfo(self) -> "FakeBlock":
         self.file("/proc/self/mountinfo", "\n".join(self.mounts) + "\n")
@@ -357,7 +371,8 @@ def pvs_figures() -> Dict[str, Tuple[int, str]]:
 def in_namespace(mounts: Sequence[Dict[str, str]], command: Sequence[str],
                  workdir: Path, env: Optional[Dict[str, str]] = None) -> Dict:
     """Mount in a private mount namespace (a tmpfs on /mnt first), then run ``command``
-    there; returns ``{"rc", "stdout", "stderr", "avail": {mount point: bytes}}``.
+    there with ``env``; returns ``{"rc", "stdout", "stderr", "avail": {mount point:
+    bytes}}``.
 
     ``mounts``: ``{"source": "/dev/loop3", "target": "/mnt/data"}``, optional
     ``"type"``, ``"options"`` (``"bind"`` for a bind mount). ``avail`` is what
@@ -366,12 +381,13 @@ def in_namespace(mounts: Sequence[Dict[str, str]], command: Sequence[str],
     """
     spec = workdir / "ns-spec.json"
     result = workdir / "ns-result.json"
-    spec.write_text(json.dumps({"mounts": list(mounts), "command": list(command),
-                                "result": str(result)}))
-    env = dict(os.environ if env is None else env, PYTHONPATH=str(CHECKOUT))
+    spec.write_text(json.dumps({
+        "mounts": list(mounts), "command": list(command), "result": str(result),
+        "env": dict(os.environ if env is None else env, PYTHONPATH=str(CHECKOUT))}))
     res = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
                           "-m", "tests.blockdev", str(spec)],
-                         env=env, capture_output=True, text=True, timeout=180)
+                         env=dict(os.environ, PYTHONPATH=str(CHECKOUT)),
+                         capture_output=True, text=True, timeout=180)
     if res.returncode != 0:
         raise RuntimeError("namespace helper failed: " + res.stderr.strip())
     return json.loads(result.read_text())
@@ -396,7 +412,7 @@ def _namespace_main(spec_path: str) -> int:
                              stdout=subprocess.PIPE, text=True).stdout.split()
         avail[m["target"]] = int(out[0]) * int(out[1])
     res = subprocess.run(spec["command"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, timeout=120)
+                         env=spec["env"], text=True, timeout=120)
     Path(spec["result"]).write_text(json.dumps({
         "rc": res.returncode, "stdout": res.stdout, "stderr": res.stderr, "avail": avail}))
     return 0

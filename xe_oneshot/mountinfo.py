@@ -6,14 +6,14 @@ with (``/dev/disk/by-uuid/...``, ``LABEL=``, a bind mount of a subdirectory). Li
 in mount order.
 """
 
-import logging
 import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from . import log
 from .guest import Root
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
 MOUNTINFO = "/proc/self/mountinfo"
 

@@ -47,17 +47,16 @@ Cost on a guest without LVM: a few small sysfs / udev files per device, one read
 mountinfo and /proc/swaps, one statvfs per mounted volume; no process, no psutil, no sh.
 """
 
-import logging
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from . import Collected, Context, SectionError, XenStoreReader
-from .. import mountinfo, udevdb
+from .. import log, mountinfo, udevdb
 from ..guest import Root
 
-LOG = logging.getLogger(__name__)
+LOG = log.getLogger(__name__)
 
 PREFIX = "data/volumes"
 OWNS = (PREFIX,)
