@@ -288,3 +288,14 @@ def test_parse_args_gnu_style():
     assert parse_args("write", ["/a", "--", "-1"]) == ({}, ["/a", "-1"])
     with pytest.raises(UsageError):
         parse_args("write", ["-t"])
+
+
+def test_pyxs_peer_and_cli(xenstored):
+    pyxs = pytest.importorskip("pyxs")
+    assert ours(xenstored, "write", "/t/py/ours", r"from\tCLI").returncode == 0
+    with pyxs.Client(unix_socket_path=str(xenstored.socket)) as peer:
+        assert peer.read(b"/t/py/ours") == b"from\tCLI"
+        peer.write(b"/t/py/theirs", b"\x00 \"q\" \\ \x7f~")  # pyxs: 7-bit ASCII only
+    mine = ours(xenstored, "read", "/t/py/theirs")
+    assert mine.stdout == theirs(xenstored, "xenstore-read", "/t/py/theirs").stdout
+    assert mine.stdout == b"\\000 \"q\" \\\\ \\x7f~\n"
