@@ -1,0 +1,166 @@
+"""Helpers for the reliability tests (``tests/test_reliability_*.py``).
+
+* The key schema of DESIGN.md, written out here on its own (not taken from the
+  sections' ``OWNS``): the oracle for "it wrote nothing outside its own keys".
+* :func:`foreign_writes`: the daemon's access-log entries since a mark that change
+  anything outside that schema (writes of non-leaves, any mkdir / setperms, an rm
+  outside our subtrees, any absolute path elsewhere).
+* :func:`full_guest`: a fake guest for every section: the minimal one of
+  ``tests/fakeguest.py``, a Xen disk with an unmounted ext4 partition and an active
+  swap partition (both give figures that do not wander), and, with a network namespace,
+  one VIF.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+from tests.blockdev import FakeBlock, backend_seed, tree_of, volume
+from tests.fakeguest import FakeGuest
+from tests.test_collector_e2e import CHECKOUT, HOME, expected_static_memory
+
+_ID = r"[A-Za-z0-9_@-]+"
+_NUM = r"(?:0|[1-9][0-9]*)"
+
+#: Leaves a run may write (paths relative to the guest's home), from DESIGN.md.
+LEAF = re.compile(r"""^(?:
+    data/os_(?:distro|majorver|minorver|uname|name)
+  | attr/PVAddons/(?:Installed|MajorVersion|MinorVersion|MicroVersion|BuildVersion)
+  | control/feature-balloon
+  | data/meminfo_(?:total|free)
+  | data/updated
+  | attr/vif/{num}/ipv[46]/{num}
+  | xenserver/attr/net-sriov-vf/{id}/ipv[46]/{num}
+  | data/volumes/{num}/(?:extents/0|name|size|mount_points/{num}|filesystem|free)
+)$""".format(num=_NUM, id=_ID), re.X)
+
+#: Nodes a run may remove: a leaf, or a node inside one of the sections' subtrees.
+NODE = re.compile(r"""^(?:
+    attr/PVAddons(?:/[^/]+)?
+  | attr/vif(?:/{num}(?:/ipv[46](?:/[^/]+)?)?)?
+  | xenserver/attr/net-sriov-vf(?:/{id}(?:/ipv[46](?:/[^/]+)?)?)?
+  | data/volumes(?:/[^/]+)*
+)$""".format(num=_NUM, id=_ID), re.X)
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+#: The disk of :func:`full_guest`: xvda, 10 GiB; xvda1 ext4 (unmounted), xvda2 swap.
+DISK_SECTORS = 20971520
+PART1_SECTORS, PART2_SECTORS = 16777216, 2097152
+PARTUUID = "5f2c1e9a-01"
+SWAP_KIB, SWAP_USED_KIB = 1048572, 2048
+
+
+def relative(path: str) -> str:
+    """A logged path relative to the guest's home (absolute ones elsewhere stay so)."""
+    if path.startswith(HOME + "/"):
+        return path[len(HOME) + 1:]
+    return path
+
+
+def is_ours(op: str, path: str) -> bool:
+    """Whether a store-changing operation stays inside DESIGN.md's keys."""
+    rel = relative(path)
+    if op == "write":
+        return bool(LEAF.match(rel))
+    if op == "rm":
+        return bool(LEAF.match(rel) or NODE.match(rel))
+    return False                     # we never mkdir nor set permissions
+
+
+def foreign_writes(daemon, mark: int, ignore_conns: Iterable[str] = ()) -> List[str]:
+    """Access-log entries since ``mark`` that change anything outside our keys."""
+    skip = set(ignore_conns)
+    return ["%s %s %s" % (e.conn, e.op, e.path) for e in daemon.writes_since(mark)
+            if e.conn not in skip and not is_ours(e.op, e.path)]
+
+
+def oversize_writes(daemon, mark: int, limit: int = 2048) -> List[str]:
+    """Writes since ``mark`` whose value is over ``limit`` bytes."""
+    return ["%s (%d bytes)" % (e.path, len(e.value.encode()))
+            for e in daemon.writes_since(mark)
+            if e.op == "write" and len(e.value.encode("utf-8", "surrogateescape")) > limit]
+
+
+def raw_read(daemon, path: str) -> Optional[bytes]:
+    """A value's exact bytes, read by an independent client (pyxs), or None if absent.
+    (The C ``xenstore-read`` escapes non-ASCII bytes.)"""
+    import pyxs
+    with pyxs.Client(unix_socket_path=str(daemon.socket)) as peer:
+        try:
+            return peer.read(path.encode())
+        except pyxs.PyXSError:
+            return None
+
+
+def control_characters(tree: Dict[str, str]) -> Dict[str, str]:
+    """The values of a tree that hold C0 / DEL / C1 control characters."""
+    return {k: v for k, v in tree.items() if _CONTROL.search(v)}
+
+
+def home_tree(daemon) -> Dict[str, str]:
+    """The whole /local/domain/0 tree, ``data/updated`` checked for format and dropped."""
+    tree = daemon.tree(HOME)
+    updated = tree.pop("data/updated", None)
+    if updated is not None:
+        assert re.fullmatch(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}",
+                            updated), updated
+    return tree
+
+
+def full_guest(root: Path) -> FakeGuest:
+    """Every section's files under ``root`` (network: see :func:`vif_tree`)."""
+    guest = FakeGuest(root).minimal()
+    block = FakeBlock(root)
+    block.xen_disk("xvda", 0, DISK_SECTORS)
+    block.partition("xvda", 1, (202, 1), PART1_SECTORS,
+                    udev={"ID_FS_TYPE": "ext4", "ID_PART_ENTRY_UUID": PARTUUID})
+    block.partition("xvda", 2, (202, 2), PART2_SECTORS, udev={"ID_FS_TYPE": "swap"})
+    block.swaps(("/dev/xvda2", "partition", SWAP_KIB, SWAP_USED_KIB))
+    guest.block = block              # type: ignore[attr-defined]
+    return guest
+
+
+def full_seed() -> List:
+    """XenStore seed of :func:`full_guest`: xvda's backend (``dev`` = ``xvda``)."""
+    return backend_seed(["xvda"])
+
+
+def expected_full(meminfo_free: str = "1500000", vif: Optional[Dict[str, str]] = None,
+                  seeded: bool = True) -> Dict[str, str]:
+    """The whole home tree after publishing :func:`full_guest` (seed included)."""
+    tree = expected_static_memory(meminfo_free)
+    volumes = {}
+    volumes.update(volume(0, "/dev/xvda1(%s)" % PARTUUID, PART1_SECTORS * 512, "xvda"))
+    volumes.update(volume(1, "/dev/xvda2", PART2_SECTORS * 512, "xvda", ["[SWAP]"], "swap",
+                          (SWAP_KIB - SWAP_USED_KIB) * 1024))
+    tree.update({"data/volumes/" + k: v for k, v in tree_of(volumes).items()})
+    tree["data/volumes"] = ""
+    if vif:
+        tree.update({"attr/vif/" + k: v for k, v in tree_of(vif).items()})
+        tree["attr/vif"] = ""
+    if seeded:
+        for path, value in full_seed():
+            rel = relative(path)
+            parts = rel.split("/")
+            for depth in range(1, len(parts)):
+                tree.setdefault("/".join(parts[:depth]), "")
+            tree[rel] = value
+    return tree
+
+
+def collector(root: Path, state: Path, *args: str, netns: Optional[str] = None) -> List[str]:
+    """The argv of one ``xe-oneshot`` process (inside network namespace ``netns``)."""
+    cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(root), "--state-dir",
+           str(state)] + list(args)
+    if netns:
+        cmd = ["nsenter", "--net=/run/netns/" + netns] + cmd
+    return cmd
+
+
+def popen(daemon_env: Dict[str, str], cmd: List[str]) -> subprocess.Popen:
+    env = dict(daemon_env, PYTHONPATH=str(CHECKOUT))
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
