@@ -474,3 +474,30 @@ def test_import_is_light():
     heavy = {"typing", "dataclasses", "logging", "asyncio", "psutil", "sh", "argparse",
              "socket", "random", "threading", "inspect"}
     assert heavy.isdisjoint(out), heavy.intersection(out)
+
+
+def test_path_validation_agrees_with_the_daemon(xs):
+    """Random short paths: what the validator refuses, oxenstored refuses (EINVAL), and
+    what it lets through, oxenstored does not call invalid. (Sent raw, bypassing it.)
+    Paths starting with '@' are left out: oxenstored takes any bytes after it."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+    from xe_oneshot.xenstore.packet import Op, check_path
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None)
+    @hypothesis.given(st.text(alphabet="ab/_-@.: \u00e9~0", min_size=1, max_size=10))
+    def check(path):
+        hypothesis.assume(not path.startswith("@"))   # special paths: the daemon is lax
+        try:
+            check_path(path)
+            ours_ok = True
+        except InvalidArgument:
+            ours_ok = False
+        try:
+            xs._request(Op.READ, path.encode() + b"\0", 0, path)
+            daemon_code = 0
+        except XenStoreError as err:
+            daemon_code = err.errno
+        assert (daemon_code != errno.EINVAL) == ours_ok, (path, daemon_code)
+
+    check()
