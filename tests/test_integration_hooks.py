@@ -1,0 +1,232 @@
+"""The installed NetworkManager, networkd-dispatcher and system-sleep hooks, run the way
+their dispatchers run them (arguments, environment), with a stub `systemctl` on PATH
+recording what they start; hostile interface names must run nothing else. The units they
+name must be ones the installed template accepts (systemd-analyze verify)."""
+
+import shlex
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from tests.integration_support import (NETWORKD_STATES, SECTIONS, UNIT_NAME, Stubs,
+                                       in_namespace, need, overlay_usr, stage)
+
+HOSTILE = ["eth0; reboot", "$(id)", "`id`", "eth0 && id", "-n", "--now", "e$(touch PWNED)",
+           "'\"", "*", "\\", ""]
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    need("make")
+    return stage(tmp_path_factory.mktemp("stage"))
+
+
+@pytest.fixture
+def stubs(tmp_path):
+    # `reboot` and `id` record any call: a hostile name must never run them.
+    return Stubs(tmp_path / "stubs", ["systemctl", "reboot", "id", "touch"])
+
+
+def run_hook(script: Path, args: List[str], env: Dict[str, str], stubs: Stubs,
+             cwd: Path) -> subprocess.CompletedProcess:
+    """Run a hook with exactly the given environment (as its dispatcher builds it)
+    plus a PATH that finds the stubs first."""
+    full = dict(env, PATH="%s:/usr/sbin:/usr/bin:/sbin:/bin" % stubs.dir)
+    start = time.monotonic()
+    res = subprocess.run([str(script)] + args, env=full, cwd=str(cwd),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         timeout=10)
+    res.elapsed = time.monotonic() - start
+    return res
+
+
+def started_unit(stubs: Stubs) -> Optional[str]:
+    """The one unit queued with `systemctl --no-block start`, or None if none was."""
+    calls = stubs.calls("systemctl")
+    if not calls:
+        return None
+    assert len(calls) == 1, calls
+    args = calls[0]
+    assert args[:2] == ["--no-block", "start"] and len(args) == 3, args
+    return args[2]
+
+
+def assert_nothing_else_ran(stubs: Stubs, cwd: Path) -> None:
+    assert stubs.calls("reboot") == [] and stubs.calls("id") == []
+    assert stubs.calls("touch") == []
+    assert not (cwd / "PWNED").exists()
+
+
+# -- NetworkManager --------------------------------------------------------------------
+
+def nm_env(iface: str, action: str) -> Dict[str, str]:
+    """What NetworkManager-dispatcher puts in a script's environment (nm-dispatcher(8))."""
+    return {
+        "NM_DISPATCHER_ACTION": action,
+        "CONNECTION_UUID": "5fb06bd0-0bb0-7ffb-45f1-d6edd65f3e03",
+        "CONNECTION_ID": "Wired connection 1",
+        "CONNECTION_FILENAME": "/run/NetworkManager/system-connections/Wired.nmconnection",
+        "DEVICE_IFACE": iface,
+        "DEVICE_IP_IFACE": iface,
+        "IP4_NUM_ADDRESSES": "1",
+        "IP4_ADDRESS_0": "192.0.2.10/24 192.0.2.1",
+        "IP4_GATEWAY": "192.0.2.1",
+        "IP6_NUM_ADDRESSES": "1",
+        "IP6_ADDRESS_0": "2001:db8::10/64 ::",
+    }
+
+
+def nm_script(staged: Path) -> Path:
+    return staged / "etc/NetworkManager/dispatcher.d/90-xe-oneshot"
+
+
+@pytest.mark.parametrize("action", ["up", "down", "dhcp4-change", "dhcp6-change", "reapply"])
+def test_nm_address_actions_queue_a_network_run(staged, stubs, tmp_path, action):
+    res = run_hook(nm_script(staged), ["eth0", action], nm_env("eth0", action), stubs, tmp_path)
+    assert res.returncode == 0, res.stderr
+    m = UNIT_NAME.match(started_unit(stubs) or "")
+    assert m and m.group("section") == "network" and m.group("tag").startswith("nm")
+
+
+@pytest.mark.parametrize("action", ["pre-up", "pre-down", "vpn-up", "vpn-down", "hostname",
+                                    "connectivity-change", "vpn-pre-up"])
+def test_nm_other_actions_queue_nothing(staged, stubs, tmp_path, action):
+    res = run_hook(nm_script(staged), ["eth0", action], nm_env("eth0", action), stubs, tmp_path)
+    assert res.returncode == 0 and started_unit(stubs) is None
+
+
+def test_nm_hostname_action_without_interface(staged, stubs, tmp_path):
+    """NetworkManager passes "none" as the interface for hostname changes."""
+    res = run_hook(nm_script(staged), ["none", "hostname"], {"NM_DISPATCHER_ACTION": "hostname"},
+                   stubs, tmp_path)
+    assert res.returncode == 0 and started_unit(stubs) is None
+
+
+def test_nm_loopback_queues_nothing(staged, stubs, tmp_path):
+    res = run_hook(nm_script(staged), ["lo", "up"], nm_env("lo", "up"), stubs, tmp_path)
+    assert res.returncode == 0 and started_unit(stubs) is None
+
+
+@pytest.mark.parametrize("iface", HOSTILE)
+def test_nm_hostile_interface_name_runs_nothing_else(staged, stubs, tmp_path, iface):
+    res = run_hook(nm_script(staged), [iface, "up"], nm_env(iface, "up"), stubs, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert UNIT_NAME.match(started_unit(stubs) or "")
+    assert_nothing_else_ran(stubs, tmp_path)
+
+
+def test_each_event_gets_its_own_unit(staged, stubs, tmp_path):
+    """Two events must not merge into one (possibly already running) collection."""
+    for action in ("up", "dhcp6-change"):
+        run_hook(nm_script(staged), ["eth0", action], nm_env("eth0", action), stubs, tmp_path)
+    units = [call[2] for call in stubs.calls("systemctl")]
+    assert len(units) == 2 and units[0] != units[1]
+
+
+# -- networkd-dispatcher ----------------------------------------------------------------
+
+def networkd_env(iface: str, state: str) -> Dict[str, str]:
+    """What networkd-dispatcher exports to its scripts (networkd-dispatcher(8))."""
+    return {
+        "IFACE": iface,
+        "STATE": state,
+        "AdministrativeState": "configured",
+        "OperationalState": state,
+        "ESSID": "",
+        "IP_ADDRS": "192.0.2.10",
+        "IP6_ADDRS": "2001:db8::10 fe80::1",
+        "json": '{"Type": "ether", "OperationalState": "%s"}' % state,
+    }
+
+
+@pytest.mark.parametrize("state", NETWORKD_STATES)
+def test_networkd_state_scripts_queue_a_network_run(staged, stubs, tmp_path, state):
+    script = staged / ("etc/networkd-dispatcher/%s.d/xe-oneshot" % state)
+    res = run_hook(script, [], networkd_env("ens3", state), stubs, tmp_path)
+    assert res.returncode == 0, res.stderr
+    m = UNIT_NAME.match(started_unit(stubs) or "")
+    assert m and m.group("section") == "network" and m.group("tag").startswith("nd")
+
+
+def test_networkd_loopback_queues_nothing(staged, stubs, tmp_path):
+    script = staged / "etc/networkd-dispatcher/routable.d/xe-oneshot"
+    res = run_hook(script, [], networkd_env("lo", "routable"), stubs, tmp_path)
+    assert res.returncode == 0 and started_unit(stubs) is None
+
+
+@pytest.mark.parametrize("iface", HOSTILE)
+def test_networkd_hostile_interface_name_runs_nothing_else(staged, stubs, tmp_path, iface):
+    script = staged / "etc/networkd-dispatcher/routable.d/xe-oneshot"
+    res = run_hook(script, [], networkd_env(iface, "routable"), stubs, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert UNIT_NAME.match(started_unit(stubs) or "")
+    assert_nothing_else_ran(stubs, tmp_path)
+
+
+def test_networkd_without_iface_still_queues(staged, stubs, tmp_path):
+    script = staged / "etc/networkd-dispatcher/off.d/xe-oneshot"
+    res = run_hook(script, [], {"STATE": "off"}, stubs, tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert UNIT_NAME.match(started_unit(stubs) or "")
+
+
+# -- system-sleep ---------------------------------------------------------------------
+
+SLEEP_KINDS = ["suspend", "hibernate", "hybrid-sleep", "suspend-then-hibernate"]
+
+
+@pytest.mark.parametrize("kind", SLEEP_KINDS)
+def test_resume_queues_all_sections(staged, stubs, tmp_path, kind):
+    script = staged / "usr/lib/systemd/system-sleep/xe-oneshot"
+    env = {"SYSTEMD_SLEEP_ACTION": kind}
+    res = run_hook(script, ["post", kind], env, stubs, tmp_path)
+    assert res.returncode == 0, res.stderr
+    m = UNIT_NAME.match(started_unit(stubs) or "")
+    assert m and m.group("section") == "all"
+
+
+@pytest.mark.parametrize("kind", SLEEP_KINDS)
+def test_going_to_sleep_queues_nothing(staged, stubs, tmp_path, kind):
+    script = staged / "usr/lib/systemd/system-sleep/xe-oneshot"
+    res = run_hook(script, ["pre", kind], {"SYSTEMD_SLEEP_ACTION": kind}, stubs, tmp_path)
+    assert res.returncode == 0 and started_unit(stubs) is None
+
+
+# -- the hooks return at once -------------------------------------------------------
+
+def test_hooks_do_not_wait_for_the_collection(staged, tmp_path):
+    """`--no-block` is what makes systemctl return at once; a stub that would block for
+    10 s without it shows the hooks pass it."""
+    stubs = Stubs(tmp_path / "stubs", [])
+    (stubs.dir / "systemctl").write_text(
+        '#!/bin/sh\n[ "$1" = --no-block ] && exit 0\nsleep 10\n')
+    (stubs.dir / "systemctl").chmod(0o755)
+    hooks = [(nm_script(staged), ["eth0", "up"], nm_env("eth0", "up")),
+             (staged / "etc/networkd-dispatcher/routable.d/xe-oneshot", [],
+              networkd_env("eth0", "routable")),
+             (staged / "usr/lib/systemd/system-sleep/xe-oneshot", ["post", "suspend"], {})]
+    for script, args, env in hooks:
+        res = run_hook(script, args, env, stubs, tmp_path)
+        assert res.returncode == 0 and res.elapsed < 2, script
+
+
+# -- the names they start are units the template accepts ----------------------------
+
+def test_every_unit_a_hook_starts_loads_from_the_installed_template(staged, stubs, tmp_path):
+    need("systemd-analyze", "unshare")
+    run_hook(nm_script(staged), ["eth0", "up"], nm_env("eth0", "up"), stubs, tmp_path)
+    run_hook(staged / "etc/networkd-dispatcher/degraded.d/xe-oneshot", [],
+             networkd_env("eth0", "degraded"), stubs, tmp_path)
+    run_hook(staged / "usr/lib/systemd/system-sleep/xe-oneshot", ["post", "suspend"], {},
+             stubs, tmp_path)
+    units = [call[2] for call in stubs.calls("systemctl")]
+    assert len(units) == 3
+    for unit in units:
+        m = UNIT_NAME.match(unit)
+        assert m and m.group("section") in SECTIONS
+    res = in_namespace(overlay_usr(staged) + "cd /usr/lib/systemd/system && "
+                       "systemd-analyze verify --man=no %s" % " ".join(map(shlex.quote, units)))
+    assert res.returncode == 0 and "xe-oneshot" not in res.stdout, res.stdout
