@@ -403,6 +403,7 @@ def _namespace_main(spec_path: str) -> int:
         if m.get("type"):
             cmd += ["-t", m["type"]]
         if m.get("options") == "bind":
+            os.makedirs(m["source"], exist_ok=True)
             cmd += ["--bind"]
         elif m.get("options"):
             cmd += ["-o", m["options"]]
