@@ -16,10 +16,11 @@ files through a :class:`~xe_oneshot.guest.Root`. Symlinks are resolved inside th
 (:func:`resolve`): ``/etc/os-release -> ../usr/lib/os-release`` or an absolute target in
 an image mounted at ``--root`` never reaches the host's files. At most
 :data:`READ_LIMIT` bytes of a file are read; a file that is not a regular file (a
-directory, a FIFO), unreadable or caught in a symlink loop counts as absent.
+directory, a FIFO: never opened), unreadable (EIO...) or caught in a symlink loop counts
+as absent and is reported; an unreadable ``/etc/os-release`` lets ``/usr/lib``'s answer.
 
-Decisions where DESIGN.md is silent: "Beta" (any product of rule 1) gives
-``<minor>beta``; the "minor above 90 means the next major" rule is RHEL's only; an
+Decisions where DESIGN.md is silent: "Beta" and "(... Update N)" apply to any product of
+rule 1; the "minor above 90 means the next major" rule is RHEL's only; an
 lsb-release ``DISTRIB_RELEASE`` without a dot gives an empty minor ("the rest");
 SuSE-release gives ``sles`` for Desktop too (as the os-release rule does); an os-release
 without ID but with NAME or PRETTY_NAME gives ``linux`` (os-release(5)'s default).
