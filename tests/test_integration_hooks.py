@@ -27,13 +27,14 @@ def staged(tmp_path_factory):
 @pytest.fixture
 def stubs(tmp_path):
     # `reboot` and `id` record any call: a hostile name must never run them.
-    return Stubs(tmp_path / "stubs", ["systemctl", "reboot", "id", "touch"])
+    # xe-oneshot is installed (the hooks check), but a hook must not run it inline.
+    return Stubs(tmp_path / "stubs", ["systemctl", "reboot", "id", "touch", "xe-oneshot"])
 
 
 def run_hook(script: Path, args: List[str], env: Dict[str, str], stubs: Stubs,
              cwd: Path) -> subprocess.CompletedProcess:
     """Run a hook with exactly the given environment (as its dispatcher builds it)
-    plus a PATH that finds the stubs first."""
+    plus a PATH of the stubs and the system directories (no xe-oneshot there)."""
     full = dict(env, PATH="%s:/usr/sbin:/usr/bin:/sbin:/bin" % stubs.dir)
     start = time.monotonic()
     res = subprocess.run([str(script)] + args, env=full, cwd=str(cwd),
@@ -56,6 +57,7 @@ def started_unit(stubs: Stubs) -> Optional[str]:
 
 def assert_nothing_else_ran(stubs: Stubs, cwd: Path) -> None:
     assert stubs.calls("reboot") == [] and stubs.calls("id") == []
+    assert stubs.calls("xe-oneshot") == []
     assert stubs.calls("touch") == []
     assert not (cwd / "PWNED").exists()
 
@@ -173,6 +175,17 @@ def test_networkd_without_iface_still_queues(staged, stubs, tmp_path):
     assert UNIT_NAME.match(started_unit(stubs) or "")
 
 
+@pytest.mark.parametrize("script", ["etc/NetworkManager/dispatcher.d/90-xe-oneshot",
+                                    "etc/networkd-dispatcher/routable.d/xe-oneshot"])
+def test_conffile_hooks_of_a_removed_package_do_nothing(staged, stubs, tmp_path, script):
+    """dpkg -r keeps conffiles: without xe-oneshot on PATH they must not start a unit."""
+    (stubs.dir / "xe-oneshot").unlink()
+    args = ["eth0", "up"] if "NetworkManager" in script else []
+    env = nm_env("eth0", "up") if args else networkd_env("eth0", "routable")
+    res = run_hook(staged / script, args, env, stubs, tmp_path)
+    assert res.returncode == 0 and started_unit(stubs) is None
+
+
 # -- system-sleep ---------------------------------------------------------------------
 
 SLEEP_KINDS = ["suspend", "hibernate", "hybrid-sleep", "suspend-then-hibernate"]
@@ -200,7 +213,7 @@ def test_going_to_sleep_queues_nothing(staged, stubs, tmp_path, kind):
 def test_hooks_do_not_wait_for_the_collection(staged, tmp_path):
     """`--no-block` is what makes systemctl return at once; a stub that would block for
     10 s without it shows the hooks pass it."""
-    stubs = Stubs(tmp_path / "stubs", [])
+    stubs = Stubs(tmp_path / "stubs", ["xe-oneshot"])
     (stubs.dir / "systemctl").write_text(
         '#!/bin/sh\n[ "$1" = --no-block ] && exit 0\nsleep 10\n')
     (stubs.dir / "systemctl").chmod(0o755)
