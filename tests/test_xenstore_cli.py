@@ -299,3 +299,43 @@ def test_pyxs_peer_and_cli(xenstored):
     mine = ours(xenstored, "read", "/t/py/theirs")
     assert mine.stdout == theirs(xenstored, "xenstore-read", "/t/py/theirs").stdout
     assert mine.stdout == b"\\000 \"q\" \\\\ \\x7f~\n"
+
+
+def test_ls_into_a_closed_pipe_is_quiet(xenstored):
+    with Client.open(env=xenstored.env()) as xs:
+        xs.transaction(lambda tx: [xs.write("/t/many/n%04d" % i, "v" * 60, tx)
+                                   for i in range(2000)])
+    res = subprocess.run("%s -m xe_oneshot.xenstore_cli ls /t/many | head -1"
+                         % sys.executable, shell=True, env=xenstored.env(), cwd=CHECKOUT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert res.stdout == b'n0000 = "' + b"v" * 60 + b'"\n'
+    assert res.stderr == b""
+
+
+def test_ls_with_unreadable_nodes_equals_c_through_the_proxy(xenstored, tree, tmp_path):
+    """A guest may not read every node: the C tools and ours both talk through the fault
+    proxy, which refuses some reads, permission lookups and listings with EACCES."""
+    from tests.fault_proxy import FaultProxy, Rule
+
+    def compare(env, *commands):
+        for args in commands:
+            mine = ours(xenstored, *args, env=env)
+            c = subprocess.run([str(xenstored.tool("xenstore-" + args[0]))] + list(args[1:]),
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               timeout=30)
+            assert (mine.stdout, mine.returncode) == (c.stdout, c.returncode), args
+        return mine
+
+    with FaultProxy(xenstored.socket, tmp_path / "proxy.sock") as proxy:
+        env = proxy.env(xenstored.env())
+        proxy.rules += [Rule(op="read", path="^/cli/(plain|node/with)$", error="EACCES"),
+                        Rule(op="get_perms", path="^/cli/quotes$", error="EACCES")]
+        compare(env, ("ls", "-p", "/cli"), ("ls", "-f", "-p", "/cli"), ("read", "/cli/plain"))
+        out = compare(env, ("ls", "/cli")).stdout
+        assert b"\nplain:\n" in out and b"\n with:\n" in out
+        assert proxy.counts["get_perms"] > 0
+        # A subtree that cannot be listed ends the walk (xenstore-ls 4.17 does so too).
+        proxy.rules.append(Rule(op="directory", path="^/cli/emptydir$", error="EACCES"))
+        res = compare(env, ("ls", "/cli"), ("list", "/cli/emptydir"))
+        assert res.returncode == 1
+        assert res.stderr == b"xenstore list /cli/emptydir: EACCES (Permission denied)\n"

@@ -317,12 +317,13 @@ def cmd_ls(xs, opts: "Dict[str, str]", paths: "List[str]", write: "Callable[[byt
             max_width = os.get_terminal_size(1).columns - 2
         except (OSError, ValueError):
             pass
+    from xe_oneshot.xenstore import XenStoreError
     for path in paths or ["/"]:
         try:
-            names = xs.directory(path)
-        except Exception as err:  # noqa: BLE001 - reported by main
+            _ls_level(xs, path, xs.directory(path), 0, full, perms, max_width,
+                      desired_width, write, warn)
+        except XenStoreError as err:
             return err
-        _ls_level(xs, path, names, 0, full, perms, max_width, desired_width, write, warn)
     return None
 
 
@@ -369,10 +370,9 @@ def _ls_level(xs, path: str, names: "List[str]", depth: int, full: bool, perms: 
                 warn("\ncould not access permissions for %s: %s" % (name, err.strerror))
         line += b"\n"
         write(bytes(line))
-        try:
-            children = xs.directory(newpath)
-        except XenStoreError:
-            continue  # vanished (or unreadable) while walking: move on
+        # A child that cannot be listed ends the walk with an error, as xenstore-ls 4.17
+        # does (newer ones skip ENOENT / EACCES below the top).
+        children = xs.directory(newpath)
         _ls_level(xs, newpath, children, depth + 1, full, perms, max_width, desired_width,
                   write, warn)
 
@@ -481,9 +481,13 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # `xenstore ls | head`: the reader left. Point stdout at /dev/null so that the
+        # interpreter's final flush stays quiet too.
         try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
             pass
         return EXIT_FAILED
     finally:
