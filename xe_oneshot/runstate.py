@@ -4,7 +4,7 @@ Two files in ``--state-dir`` (default ``/run/xe-oneshot``, a tmpfs: forgotten at
 
 * ``lock``: runs serialize on an exclusive ``flock`` of it.
 * ``state``: the run state, kept as ``user.xe-oneshot.*`` extended attributes on the file
-  (the ``xattr`` package), or, where the filesystem refuses ``user.`` attributes (tmpfs
+  (``os.setxattr`` on its fd), or, where the filesystem refuses ``user.`` attributes (tmpfs
   before Linux 6.6), as ``name<TAB>value`` lines in the file itself, replaced atomically.
 
 What is remembered: ``domid`` (the last ``unique-domain-id`` seen, to notice a migration
@@ -121,8 +121,7 @@ class RunState:
             return self._values
         values: Dict[str, str] = {}
         try:
-            import xattr
-            self._xattrs = xattr.xattr(self._state_fd)
+            self._xattrs = _FdXattrs(self._state_fd)
             for name in self._xattrs.list():
                 if name.startswith(PREFIX):
                     values[name[len(PREFIX):]] = self._xattrs.get(name).decode(
@@ -216,6 +215,26 @@ class RunState:
         for name in sections:
             self.set("started." + name, repr(when))
         self.save()
+
+
+class _FdXattrs:
+    """The ``user.`` attributes of an open file through ``os.*xattr``: the same calls
+    the ``xattr`` package makes, without its cffi import (~2 ms of every run)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def list(self) -> List[str]:
+        return os.listxattr(self.fd)
+
+    def get(self, name: str) -> bytes:
+        return os.getxattr(self.fd, name)
+
+    def set(self, name: str, value: bytes) -> None:
+        os.setxattr(self.fd, name, value)
+
+    def remove(self, name: str) -> None:
+        os.removexattr(self.fd, name)
 
 
 def _read_fd(fd: int) -> str:
