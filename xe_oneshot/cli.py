@@ -295,8 +295,6 @@ def _publish(opts: Options, sections: List[str], state, client, requested: float
         LOG.info("unique-domain-id changed (migrated or resumed): all sections")
         todo = list(SECTIONS)
     started = now()
-    if state is not None:
-        state.mark_started(todo, started)
 
     results, failed = _collect(ctx, todo)
     owned: List[str] = []
@@ -336,5 +334,9 @@ def _publish(opts: Options, sections: List[str], state, client, requested: float
                       if key in policy.published else None)
         if domid is not None:
             state.set("domid", domid)
+        # Only now: an invocation waiting for the lock skips the sections a run started
+        # after its request covered; a run that died or failed before here covered none.
+        for name in todo:
+            state.set("started." + name, repr(started))
         state.save()
     return EXIT_SECTION_FAILED if failed else EXIT_OK
