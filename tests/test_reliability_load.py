@@ -1,0 +1,197 @@
+"""Reliability under load and sudden death, against the real daemon.
+
+* A udev storm: 200 invocations at once across all sections (network in a real network
+  namespace), with the guest changing half-way: all exit 0, the runs coalesce, the final
+  tree is exact (the change included: no event lost), no lock or temp file is left.
+* A run SIGKILLed mid-transaction leaves the old tree and a state the next run uses.
+* An invocation that waited behind a run that then died (or failed) is not skipped:
+  the run it trusted to cover it published nothing.
+"""
+
+import fcntl
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.fakeguest import MEMINFO
+from tests.fault_proxy import FaultProxy, Rule
+from tests.netns import Netns, Unavailable as NetnsUnavailable
+from tests.reliability import (collector, expected_full, foreign_writes, full_guest,
+                               full_seed, home_tree, popen)
+from tests.test_collector_e2e import HOME, run
+from tests.xenstored import Unavailable, XenStored
+
+SECTIONS = "static,memory,volumes"
+#: What udev, the dispatchers, the timer and people ask for, mixed.
+MIX = ["network", "memory", "volumes", "all", "ephemeral", "static", "os,misc",
+       "memory,network", "misc", "os"]
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    try:
+        d = XenStored(tmp_path / "xsd", seed=full_seed()).start()
+    except Unavailable as err:
+        pytest.skip("real xenstored unavailable: %s" % err)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def proxy(daemon, tmp_path):
+    with FaultProxy(daemon.socket, tmp_path / "proxy.sock") as p:
+        yield p
+
+
+@pytest.fixture
+def guest(tmp_path):
+    return full_guest(tmp_path / "guest")
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / "state"
+
+
+def set_meminfo(guest, available):
+    """Change /proc/meminfo atomically, as the kernel serves it (never half a file)."""
+    path = guest.root / "proc/meminfo"
+    tmp = path.with_name("meminfo.new")
+    tmp.write_text(MEMINFO.format(total=2048000, free=300000,
+                                  available="MemAvailable:    %d kB\n" % available))
+    os.replace(tmp, path)
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting for " + what
+        time.sleep(0.01)
+
+
+# -- the storm -------------------------------------------------------------------------
+
+def test_200_invocations_at_once_across_all_sections(daemon, guest, state):
+    try:
+        ns = Netns().__enter__()
+    except NetnsUnavailable as err:
+        pytest.skip(str(err))
+    try:
+        ns.veth("eth0", "p0")
+        ns.addr("eth0", "192.0.2.10/24")
+        ns.addr("eth0", "2001:db8::10/64")
+        ns.mirror(guest.root, {"eth0": "0"})
+        mark = daemon.log_mark()
+        procs = []
+        for i in range(200):
+            if i == 100:        # the guest changes while the storm is on
+                set_meminfo(guest, 500000)
+                ns.addr("eth0", "192.0.2.11/24")
+            procs.append(popen(daemon.env(), collector(guest.root, state, "-v", "--section",
+                                                       MIX[i % len(MIX)], netns=ns.name)))
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        ns.__exit__(None, None, None)
+    errors = [err for _, err in outs if "Traceback" in err]
+    assert errors == []
+    assert [p.returncode for p in procs] == [0] * 200, [o[1] for o in outs if o[1]][:3]
+    ran = sum(1 for _, err in outs if " written, " in err)
+    skipped = sum(1 for _, err in outs if "skipped" in err)
+    assert ran + skipped == 200
+    assert ran < 100, ran                       # they coalesce
+    commits = [e for e in daemon.log_since(mark) if e.op == "commit"]
+    assert 2 <= len(commits) <= ran
+    assert home_tree(daemon) == expected_full(meminfo_free="500000", vif={
+        "0/ipv4/0": "192.0.2.10", "0/ipv4/1": "192.0.2.11", "0/ipv6/0": "2001:db8::10"})
+    assert foreign_writes(daemon, mark) == []
+    assert sorted(os.listdir(state)) == ["lock", "state"]
+
+
+# -- sudden death ----------------------------------------------------------------------
+
+@pytest.fixture
+def published(daemon, guest, state):
+    run(daemon, guest.root, state, "--section", SECTIONS)
+    old = home_tree(daemon)
+    assert old == expected_full()
+    set_meminfo(guest, 900000)
+    guest.block.swaps()
+    return old
+
+
+def expected_new():
+    tree = expected_full(meminfo_free="900000")
+    for key in ("mount_points", "mount_points/0", "filesystem", "free"):
+        del tree["data/volumes/1/" + key]
+    return tree
+
+
+@pytest.mark.parametrize("rule", [
+    Rule(op="commit", action="swallow"),
+    Rule(op="write", action="swallow", nth=2),
+    Rule(op="rm", action="swallow", nth=2),
+    Rule(op="directory", action="swallow", nth=2),
+], ids=["at-commit", "mid-writes", "mid-removals", "mid-reads"])
+def test_sigkill_mid_transaction_then_the_next_run_repairs(daemon, proxy, guest, state,
+                                                           published, rule):
+    proxy.rules.append(rule)
+    mark = daemon.log_mark()
+    proc = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", SECTIONS))
+    wait_for(lambda: rule.fired == 1, what="the run to reach the held request")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    wait_for(lambda: daemon.log_since(mark)[-1:] and daemon.log_since(mark)[-1].op == "endconn",
+             what="the daemon to see the connection end")
+    assert home_tree(daemon) == published           # nothing of the killed run
+    assert foreign_writes(daemon, mark) == []
+    proxy.reset()
+    started = time.monotonic()
+    run(daemon, guest.root, state, "--section", SECTIONS)
+    assert time.monotonic() - started < 5           # the lock died with the process
+    assert home_tree(daemon) == expected_new()
+    assert sorted(os.listdir(state)) == ["lock", "state"]
+    mark = daemon.log_mark()
+    run(daemon, guest.root, state, "--section", SECTIONS)
+    assert daemon.writes_since(mark) == []          # and the state is consistent
+
+
+def _waiting_on_lock(pid):
+    """Whether process ``pid`` is blocked on a lock (a ``->`` line in /proc/locks)."""
+    with open("/proc/locks") as f:        # "1: -> FLOCK  ADVISORY  WRITE <pid> ..."
+        return any(fields[1:2] == ["->"] and fields[5:6] == [str(pid)]
+                   for fields in (line.split() for line in f))
+
+
+@pytest.mark.parametrize("death", ["killed", "failed"])
+def test_an_invocation_waiting_behind_a_run_that_died_is_not_skipped(
+        daemon, proxy, guest, state, published, death):
+    """B is requested; A takes the lock after that, starts, and dies (SIGKILL at its
+    commit, or fails: endless EAGAIN). B must still run: nothing A did was published."""
+    lock = os.open(str(state / "lock"), os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)                 # hold every run back
+    try:
+        b = popen(daemon.env(), collector(guest.root, state, "--section", "memory"))
+        wait_for(lambda: _waiting_on_lock(b.pid), what="B to wait on the lock")
+        b.send_signal(signal.SIGSTOP)               # so that A gets the lock first
+        rule = Rule(op="commit", action="swallow" if death == "killed" else "error",
+                    error="EAGAIN")
+        proxy.rules.append(rule)
+        a = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", "memory"))
+        wait_for(lambda: _waiting_on_lock(a.pid), what="A to wait on the lock")
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    if death == "killed":
+        wait_for(lambda: rule.fired == 1, what="A to reach its commit")
+        a.send_signal(signal.SIGKILL)
+    _, a_err = a.communicate(timeout=60)
+    assert a.returncode == (-signal.SIGKILL if death == "killed" else 4), a_err
+    assert daemon.read(HOME + "/data/meminfo_free") == "1500000"    # A published nothing
+    b.send_signal(signal.SIGCONT)
+    _, b_err = b.communicate(timeout=60)
+    assert b.returncode == 0 and "Traceback" not in b_err, b_err
+    assert daemon.read(HOME + "/data/meminfo_free") == "900000"
