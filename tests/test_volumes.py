@@ -157,9 +157,9 @@ def test_mixed_guest_exact_tree(xsd, guest, state):
 
 def test_unchanged_guest_rerun_writes_nothing(xsd, guest, state):
     build_mixed_guest(guest)
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, guest, state, "--section", "volumes")
     mark = xsd.log_mark()
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, guest, state, "--section", "volumes")
     assert xsd.writes_since(mark) == []
 
 
@@ -193,7 +193,7 @@ def test_natural_order_of_many_disks_and_partitions(xsd, guest, state):
         count = 11 if disk == "xvda" else 1
         for number in random.Random(index).sample(range(1, count + 1), count):
             guest.partition(disk, number, (XVD_MAJOR, index * 16 + number), 2048 * number)
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, guest, state, "--section", "volumes")
     expected = {}
     n = 0
     for disk in disks:
@@ -238,7 +238,7 @@ def test_4k_sector_disk_size_counts_512_byte_sectors(xsd, guest, state):
     guest.xen_disk("xvdb", 16, 2 * SECTORS_PER_GIB, block_size=4096,
                    udev={"ID_FS_TYPE": "ext4"})
     guest.mount((XVD_MAJOR, 16), "/data", "ext4", "/dev/xvdb")
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, guest, state, "--section", "volumes")
     assert volumes_tree(xsd)["0/size"] == str(2 * GIB)
 
 
@@ -260,7 +260,7 @@ def test_swap_active_inactive_and_swapfile(xsd, guest, state):
     guest.swaps(("/dev/xvda2", "partition", 1048572, 0),
                 ("/dev/xvdb", "partition", 1048572, 524288),
                 ("/var/swap\\040file", "file", 1024, 0))
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/xvda1", GIB, "xvda"))            # inactive
     expected.update(volume(1, "/dev/xvda2", GIB, "xvda", ["[SWAP]"], "swap", 1048572 * 1024))
@@ -277,7 +277,7 @@ def test_mbr_extended_container_is_not_a_volume(xsd, guest, state):
                     udev={"ID_PART_ENTRY_TYPE": "0x5", "ID_PART_ENTRY_UUID": "1234abcd-02"})
     guest.partition("xvda", 5, (XVD_MAJOR, 5), SECTORS_PER_GIB,
                     udev={"ID_PART_ENTRY_TYPE": "0x83", "ID_PART_ENTRY_UUID": "1234abcd-05"})
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/xvda1(1234abcd-01)", GIB, "xvda"))
     expected.update(volume(1, "/dev/xvda5(1234abcd-05)", GIB, "xvda"))
@@ -348,6 +348,17 @@ def test_missing_mountinfo_fails_the_section_and_keeps_keys(xsd, guest, state):
         "xe-oneshot: section volumes failed: /proc/self/mountinfo is missing: "
         "cannot tell what is mounted"]
     assert volumes_tree(xsd) == before
+
+
+def test_no_sysfs_is_a_failure_not_an_empty_answer(tmp_path):
+    """Without /sys/block every volume would look removed: refuse to answer instead."""
+    from xe_oneshot.guest import Root
+    from xe_oneshot.sections import Context, SectionError, volumes
+    g = FakeBlock(tmp_path / "guest")
+    with pytest.raises(SectionError, match="/sys/block is missing"):
+        volumes.collect(Context(root=Root(str(g.root))))
+    g.path("/sys/block").mkdir(parents=True)              # present but empty: no volumes
+    assert volumes.collect(Context(root=Root(str(g.root)))).values == {}
 
 
 # -- LVM (pvs faked by a real executable) ----------------------------------------

@@ -169,3 +169,31 @@ def test_devno(text, devno):
 def test_devno_garbage(text):
     with pytest.raises(ValueError):
         volumes.parse_devno(text)
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("device/vbd/51712", True), ("device/vbd/268440320", True), ("device/vbd3/51712", True),
+    ("device/vbd/5171a", False), ("device/vbd/", False), ("device//51712", False),
+    ("device/vbd/51712/x", False), ("/device/vbd/51712", False), ("../../etc/passwd", False),
+    ("device/v.d/51712", False), ("", False),
+])
+def test_nodename(text, ok):
+    assert volumes.is_nodename(text) is ok
+
+
+@pytest.mark.parametrize("path, ok", [
+    ("/local/domain/0/backend/vbd/7/51712", True),
+    ("/local/domain/12/backend/vbd3/7/51712", True),       # a driver domain's backend
+    ("/local/domain/0/backend/vbd", True),
+    ("/local/domain/0/backend", False),
+    ("/local/domain/0/device/vbd/51712", False),
+    ("/local/domain/x/backend/vbd/7/51712", False),
+    ("/local/domain/0/backend/vbd/7/51712/", False),
+    ("/local/domain/0/backend/vbd//51712", False),
+    ("/local/domain/0/backend/../../../vm", False),
+    ("local/domain/0/backend/vbd/7/51712", False),
+    ("/vm/0/backend/vbd/7/51712", False),
+    ("data", False), ("", False),
+])
+def test_backend_path(path, ok):
+    assert volumes.is_backend(path) is ok

@@ -6,18 +6,22 @@ with (``/dev/disk/by-uuid/...``, ``LABEL=``, a bind mount of a subdirectory). Li
 in mount order.
 """
 
-import re
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from __future__ import annotations
 
 from . import log
-from .guest import Root
+from .records import record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
+
+    from .guest import Root
 
 LOG = log.getLogger(__name__)
 
 MOUNTINFO = "/proc/self/mountinfo"
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL = "01234567"
 
 
 def unescape(field: str) -> str:
@@ -25,7 +29,18 @@ def unescape(field: str) -> str:
     ``/mnt/my\040disk`` → ``/mnt/my disk``."""
     if "\\" not in field:
         return field
-    raw = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+    out = []
+    i = 0
+    while i < len(field):
+        code = field[i + 1:i + 4]
+        if (field[i] == "\\" and len(code) == 3 and code[0] in _OCTAL and code[1] in _OCTAL
+                and code[2] in _OCTAL):
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    raw = "".join(out)
     # The kernel escapes bytes; other bytes of a UTF-8 name arrive as they are.
     try:
         return raw.encode("latin-1").decode("utf-8")
@@ -33,7 +48,7 @@ def unescape(field: str) -> str:
         return raw
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Mount:
     """One mount: which device, which part of it (``root``), where, and its type."""
 

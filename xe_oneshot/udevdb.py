@@ -4,9 +4,13 @@ udev keeps one file per device, ``/run/udev/data/b<major>:<minor>``; its ``E:`` 
 the device's properties (``ID_FS_TYPE``, ``ID_PART_ENTRY_UUID``, ...).
 """
 
-from typing import Dict
+from __future__ import annotations
 
-from .guest import Root
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict
+
+    from .guest import Root
 
 UDEV_DATA = "/run/udev/data"
 

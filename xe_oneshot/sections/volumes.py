@@ -47,14 +47,20 @@ Cost on a guest without LVM: a few small sysfs / udev files per device, one read
 mountinfo and /proc/swaps, one statvfs per mounted volume; no process, no psutil, no sh.
 """
 
-import os
-import re
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from __future__ import annotations
 
-from . import Collected, Context, SectionError, XenStoreReader
+import os
+
+from . import Collected, SectionError
 from .. import log, mountinfo, udevdb
-from ..guest import Root
+from ..records import field, record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Optional, Tuple
+
+    from . import Context, XenStoreReader
+    from ..guest import Root
 
 LOG = log.getLogger(__name__)
 
@@ -82,18 +88,17 @@ PVS_TIMEOUT = 10
 #: udev ``ID_PART_ENTRY_TYPE`` of MBR extended-partition containers (DOS, Win95 LBA, Linux).
 EXTENDED_TYPES = frozenset(("0x5", "0xf", "0x85"))
 
-#: ``<nodename>`` of a Xen disk in sysfs: ``device/vbd/51712``.
-_NODENAME = re.compile(r"^device/[A-Za-z0-9_-]+/[0-9]+$")
-#: A backend path we are willing to read under: ``/local/domain/0/backend/vbd/5/51712``.
-_BACKEND = re.compile(r"^/local/domain/[0-9]+/backend(?:/[A-Za-z0-9_@-]+)+$")
-_LETTERED = re.compile(r"^(xvd|sd|vd|hd)([a-z]+)$")
-_STEM = re.compile(r"^[^0-9]*")
-_NUMBERS = re.compile(r"[0-9]+")
+#: Characters of a XenStore path element.
+_XS_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@-")
+_DIGITS = frozenset("0123456789")
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+#: Disk families named by letters (``xvdaa``), numbered like a spreadsheet's columns.
+_LETTERED = ("xvd", "sd", "vd", "hd")
 
 
 # -- records -------------------------------------------------------------------------
 
-@dataclass
+@record
 class BlockDevice:
     """A disk or partition as sysfs shows it."""
 
@@ -113,7 +118,7 @@ class BlockDevice:
         return self.props.get("ID_FS_TYPE", "")
 
 
-@dataclass
+@record
 class Usage:
     """What is on a volume: ``mount_points``, ``filesystem`` and ``free`` (if known)."""
 
@@ -122,7 +127,7 @@ class Usage:
     free: Optional[int]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PhysicalVolume:
     """One line of ``pvs``."""
 
@@ -131,7 +136,7 @@ class PhysicalVolume:
     fmt: str
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Swap:
     """One line of ``/proc/swaps`` (sizes in bytes)."""
 
@@ -149,13 +154,50 @@ def disk_order(name: str) -> Tuple[str, Tuple[int, ...], str]:
     ``xvda`` < ``xvdz`` < ``xvdaa`` (letters count like a spreadsheet's columns);
     ``nvme2n1`` < ``nvme10n1``; ``sr0`` < ``sr1``. Families sort by name.
     """
-    m = _LETTERED.match(name)
-    if m:
-        number = 0
-        for letter in m.group(2):
-            number = number * 26 + ord(letter) - ord("a") + 1
-        return (m.group(1), (number,), name)
-    return (_STEM.match(name).group(), tuple(int(n) for n in _NUMBERS.findall(name)), name)
+    for family in _LETTERED:
+        letters = name[len(family):]
+        if name.startswith(family) and letters and set(letters) <= _LOWER:
+            number = 0
+            for letter in letters:
+                number = number * 26 + ord(letter) - ord("a") + 1
+            return (family, (number,), name)
+    stem = len(name)
+    numbers = []
+    digits = ""
+    for i, char in enumerate(name):
+        if char in _DIGITS:
+            stem = min(stem, i)
+            digits += char
+        elif digits:
+            numbers.append(int(digits))
+            digits = ""
+    if digits:
+        numbers.append(int(digits))
+    return (name[:stem], tuple(numbers), name)
+
+
+def is_nodename(text: str) -> bool:
+    """A Xen device's ``nodename`` in sysfs: ``device/vbd/51712``."""
+    parts = text.split("/")
+    return (len(parts) == 3 and parts[0] == "device" and _is_xs_name(parts[1])
+            and _is_number(parts[2]))
+
+
+def is_backend(path: str) -> bool:
+    """A backend path we are willing to read under: ``/local/domain/0/backend/vbd/5/51712``
+    (dom0 or a driver domain). Anything else in ``<nodename>/backend`` is ignored."""
+    parts = path.split("/")
+    return (len(parts) >= 6 and parts[:3] == ["", "local", "domain"]
+            and _is_number(parts[3]) and parts[4] == "backend"
+            and all(_is_xs_name(part) for part in parts[5:]))
+
+
+def _is_xs_name(text: str) -> bool:
+    return bool(text) and set(text) <= _XS_CHARS
+
+
+def _is_number(text: str) -> bool:
+    return bool(text) and set(text) <= _DIGITS
 
 
 def parse_devno(text: str) -> Tuple[int, int]:
@@ -274,11 +316,11 @@ def xen_extent(root: Root, xenstore: Optional[XenStoreReader], disk: str) -> str
     if xenstore is None:
         return ""
     nodename = root.read_line("%s/%s/device/nodename" % (SYS_BLOCK, disk))
-    if not nodename or not _NODENAME.match(nodename):
+    if not nodename or not is_nodename(nodename):
         return ""
     try:
         backend = xenstore.read(nodename + "/backend")
-        if not backend or not _BACKEND.match(backend):
+        if not backend or not is_backend(backend):
             if backend:
                 LOG.warning("%s: ignoring implausible backend path %r", disk, backend[:200])
             return ""
@@ -418,6 +460,8 @@ def collect(ctx: Context) -> Collected:
     mounts = mountinfo.read(root)
     if mounts is None:
         raise SectionError("%s is missing: cannot tell what is mounted" % mountinfo.MOUNTINFO)
+    if not root.exists(SYS_BLOCK):
+        raise SectionError("%s is missing: cannot see the block devices" % SYS_BLOCK)
     skipped = _Skipped()
     disks = read_disks(root, skipped)
     skipped.report()
