@@ -1,0 +1,267 @@
+"""`make deb`: lintian, then a real `dpkg --root` install, removal and purge in a
+throwaway root: an overlay of this (Debian) system in a private mount namespace, so
+dpkg resolves Depends against Debian's own python3, python3-psutil, python3-sh and
+python3-xattr, runs the maintainer scripts chrooted there (deb-systemd-helper for real,
+systemctl and udevadm as recording stubs), and the installed `xe-oneshot` publishes
+into the real test daemon with Debian's interpreter and modules (the Debian pins)."""
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from tests.integration_support import CHECKOUT, make, need
+
+UNITS = ("xe-oneshot.service", "xe-oneshot-ephemeral.timer")
+PINS = {"psutil": "python3-psutil", "sh": "python3-sh", "xattr": "python3-xattr"}
+
+
+def source_version() -> str:
+    text = (CHECKOUT / "xe_oneshot/__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+
+
+@pytest.fixture(scope="module")
+def deb():
+    need("make", "dpkg-deb")
+    out = make("deb").stdout
+    path = CHECKOUT / ("dist/xe-oneshot_%s_all.deb" % source_version())
+    assert path.exists(), out
+    return path
+
+
+def test_control_fields(deb):
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb)], stdout=subprocess.PIPE, text=True,
+                            check=True).stdout
+    assert "Package: xe-oneshot\n" in fields
+    assert "Version: %s\n" % source_version() in fields
+    assert "Architecture: all\n" in fields
+    assert "Depends: python3 (>= 3.8), python3-psutil, python3-sh, python3-xattr\n" in fields
+
+
+def test_lintian_finds_no_error_and_no_warning_but_man_pages(deb):
+    need("lintian")
+    res = subprocess.run(["lintian", "--allow-root", "--no-tag-display-limit", str(deb)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=300)
+    tags = [line for line in res.stdout.splitlines() if re.match(r"^[EW]: ", line)]
+    # The commands have --help but no manual pages yet.
+    assert [t for t in tags if " no-manual-page " not in t] == [], res.stdout
+
+
+def test_conffiles_are_the_files_in_etc(deb, tmp_path):
+    subprocess.run(["dpkg-deb", "-e", str(deb), str(tmp_path / "c")], check=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path / "x")], check=True)
+    conffiles = (tmp_path / "c/conffiles").read_text().split()
+    in_etc = sorted("/" + str(p.relative_to(tmp_path / "x"))
+                    for p in (tmp_path / "x/etc").rglob("*") if p.is_file())
+    assert conffiles == in_etc and len(in_etc) == 7
+    assert not list((tmp_path / "x").rglob("__pycache__"))     # compiled in postinst
+
+
+# -- dpkg --root in a throwaway copy of this system -----------------------------------
+
+STUB = r"""#!/bin/sh
+# recording stub: one line per call, arguments separated by spaces. Offline calls
+# (--root=, as deb-systemd-helper makes to enable units) go to the real systemctl.
+echo "$(basename "$0") $*" >> /xe-test/calls
+case "$1" in
+    --root=*) exec "$0.real" "$@" ;;
+esac
+case "$*" in
+    *--version*) echo "systemd 252 (252)" ;;
+    *is-enabled*) echo enabled ;;
+esac
+exit 0
+"""
+
+
+def throwaway_root_script(deb: Path, work: Path, socket: Path, steps: str) -> str:
+    """A namespace script: overlay of / at $R (upper layer on a tmpfs), /dev /proc /sys,
+    a fresh /run that says systemd and udev run, stubs for systemctl and udevadm, the
+    test daemon's socket directory, and /xe-test (the host's ``work``) for results."""
+    return """
+W={work}; R=$W/ov/root; DEB={deb}
+mkdir -p "$W/ov" "$W/out"
+mount -t tmpfs tmpfs "$W/ov"
+mkdir "$W/ov/up" "$W/ov/work" "$R"
+mount -t overlay overlay -o lowerdir=/,upperdir="$W/ov/up",workdir="$W/ov/work" "$R"
+mount --rbind /dev "$R/dev"; mount -t proc proc "$R/proc"; mount --rbind /sys "$R/sys"
+mount -t tmpfs tmpfs "$R/run"; mkdir -p "$R/run/systemd/system" "$R/run/udev" "$R/run/lock"
+mount -t tmpfs tmpfs "$R/tmp"
+mkdir -p "$R/xe-test"; mount --bind "$W/out" "$R/xe-test"
+mkdir -p "$R{sockdir}"; mount --bind {sockdir} "$R{sockdir}"
+rm -f "$R/usr/sbin/policy-rc.d"           # a container's "start nothing" policy
+for s in usr/bin/systemctl bin/systemctl usr/bin/udevadm bin/udevadm; do
+    [ -L "$R/$s" ] || [ ! -e "$R/$s" ] || [ -e "$R/$s.real" ] || {{
+        mv "$R/$s" "$R/$s.real"; cp "$W/stub" "$R/$s"; chmod 755 "$R/$s"; }}
+done
+in_root() {{ chroot "$R" "$@"; }}
+{steps}
+""".format(work=shlex.quote(str(work)), deb=shlex.quote(str(deb)),
+           sockdir=shlex.quote(str(socket.parent)), steps=steps)
+
+
+@pytest.fixture(scope="module")
+def lifecycle(deb, xenstored, tmp_path_factory):
+    """Install, run, remove, reinstall and purge; returns what each step left behind."""
+    need("dpkg", "unshare", "chroot")
+    work = tmp_path_factory.mktemp("deb")
+    (work / "stub").write_text(STUB)
+    sock = xenstored.socket
+    steps = """
+set +e
+snap() {{  # $1: name; what the root holds of the package after a step
+    {{ for f in /usr/bin/xe-oneshot /usr/bin/xenstore-read /usr/lib/xe-oneshot \\
+               /usr/lib/systemd/system/xe-oneshot.service \\
+               /usr/lib/udev/rules.d/80-xe-oneshot.rules \\
+               /etc/NetworkManager/dispatcher.d/90-xe-oneshot \\
+               /etc/networkd-dispatcher/routable.d/xe-oneshot \\
+               /var/cache/xe-linux-distribution; do
+          [ -e "$R$f" ] && echo "present $f"; done
+      for l in /etc/systemd/system/multi-user.target.wants/xe-oneshot.service \\
+               /etc/systemd/system/timers.target.wants/xe-oneshot-ephemeral.timer \\
+               /etc/systemd/system/xe-oneshot.service \\
+               /etc/systemd/system/xe-oneshot-ephemeral.timer; do
+          [ -L "$R$l" ] && echo "link $l -> $(readlink "$R$l")"; done
+      ls "$R/usr/lib/xe-oneshot/xe_oneshot/__pycache__" 2>/dev/null | sed 's/^/pyc /'
+      in_root dpkg-query -W -f '${{Status}}\\n' xe-oneshot 2>/dev/null | sed 's/^/status /'
+    }} > "$W/out/$1.state"
+    mv "$W/out/calls" "$W/out/$1.calls" 2>/dev/null || : > "$W/out/$1.calls"
+}}
+dpkg --root="$R" -i "$DEB" > "$W/out/install.log" 2>&1; echo $? > "$W/out/install.rc"
+snap install
+in_root /usr/bin/python3 -I -c '
+import importlib.metadata as m, psutil, sh, xattr
+for mod in (psutil, sh, xattr):
+    print(mod.__name__, m.version(mod.__name__), mod.__file__)' > "$W/out/pins" 2>&1
+in_root env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin XENSTORED_PATH={sock} \\
+    /usr/bin/xe-oneshot --section all > "$W/out/run.log" 2>&1; echo $? > "$W/out/run.rc"
+in_root env -i XENSTORED_PATH={sock} /usr/bin/xenstore-read attr/PVAddons/Installed \\
+    > "$W/out/read.log" 2>&1
+in_root /usr/bin/xe-linux-distribution /var/cache/xe-linux-distribution
+: > "$W/out/calls"
+dpkg --root="$R" -r xe-oneshot > "$W/out/remove.log" 2>&1; echo $? > "$W/out/remove.rc"
+snap remove
+dpkg --root="$R" -i "$DEB" > "$W/out/reinstall.log" 2>&1; echo $? > "$W/out/reinstall.rc"
+snap reinstall
+dpkg --root="$R" -P xe-oneshot > "$W/out/purge.log" 2>&1; echo $? > "$W/out/purge.rc"
+snap purge
+""".format(sock=shlex.quote(str(sock)))
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc",
+                          throwaway_root_script(deb, work, sock, steps)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout
+    out = work / "out"
+    print("\n".join("== %s\n%s" % (p.name, p.read_text()) for p in sorted(out.iterdir())))
+    return {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
+
+
+def lines(text: str) -> List[str]:
+    return text.splitlines()
+
+
+def test_dpkg_installs_against_debians_own_packages(lifecycle):
+    assert lifecycle["install.rc"].strip() == "0", lifecycle["install.log"]
+    state = lines(lifecycle["install.state"])
+    assert "status install ok installed" in state
+    for f in ("/usr/bin/xe-oneshot", "/usr/bin/xenstore-read", "/usr/lib/xe-oneshot",
+              "/usr/lib/systemd/system/xe-oneshot.service",
+              "/usr/lib/udev/rules.d/80-xe-oneshot.rules",
+              "/etc/NetworkManager/dispatcher.d/90-xe-oneshot",
+              "/etc/networkd-dispatcher/routable.d/xe-oneshot"):
+        assert "present " + f in state
+
+
+def test_postinst_enables_and_starts_the_units_and_reloads_udev(lifecycle):
+    state = lines(lifecycle["install.state"])
+    assert "link /etc/systemd/system/multi-user.target.wants/xe-oneshot.service -> " \
+           "/lib/systemd/system/xe-oneshot.service" in state or \
+           "link /etc/systemd/system/multi-user.target.wants/xe-oneshot.service -> " \
+           "/usr/lib/systemd/system/xe-oneshot.service" in state, state
+    assert any(s.startswith("link /etc/systemd/system/timers.target.wants/"
+                            "xe-oneshot-ephemeral.timer -> ") for s in state), state
+    calls = lines(lifecycle["install.calls"])
+    assert "systemctl --system daemon-reload" in calls
+    assert "systemctl --quiet --system start xe-oneshot.service xe-oneshot-ephemeral.timer" \
+        in calls, calls
+    assert "udevadm control --reload" in calls
+
+
+def test_postinst_byte_compiles_for_debians_python(lifecycle):
+    pyc = [s for s in lines(lifecycle["install.state"]) if s.startswith("pyc ")]
+    assert "pyc cli.cpython-%s.pyc" % debian_python_tag() in pyc, pyc
+
+
+def debian_python_tag() -> str:
+    return subprocess.run(["/usr/bin/python3", "-c",
+                           "import sys; print('%d%d' % sys.version_info[:2])"],
+                          stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+
+
+def dpkg_upstream_version(package: str) -> str:
+    version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
+                             stdout=subprocess.PIPE, text=True, check=True).stdout
+    return re.sub(r"^\d+:", "", version).rsplit("-", 1)[0]
+
+
+def test_installed_python_uses_debians_modules(lifecycle):
+    """The Debian pins: the interpreter the launchers name imports Debian's packages."""
+    got = {}
+    for line in lines(lifecycle["pins"]):
+        name, version, path = line.split()
+        got[name] = (version, path)
+    for module, package in PINS.items():
+        version, path = got[module]
+        assert path.startswith("/usr/lib/python3/dist-packages/"), path
+        assert version == dpkg_upstream_version(package)
+
+
+def test_installed_collector_publishes_into_the_real_daemon(lifecycle, xenstored):
+    assert lifecycle["run.rc"].strip() == "0", lifecycle["run.log"]
+    major, minor, micro = (source_version().split(".") + ["0", "0"])[:3]
+    pv = xenstored.tree("attr/PVAddons")
+    assert (pv["Installed"], pv["MajorVersion"], pv["MinorVersion"], pv["MicroVersion"]) == \
+        ("1", major, minor, micro)
+    assert xenstored.read("data/os_uname") == subprocess.run(
+        ["uname", "-r"], stdout=subprocess.PIPE, text=True).stdout.strip()
+    total = next(line.split()[1] for line in open("/proc/meminfo")
+                 if line.startswith("MemTotal:"))
+    assert xenstored.read("data/meminfo_total") == total
+    assert lifecycle["read.log"] == "1\n"
+
+
+def test_remove_stops_and_masks_keeps_conffiles(lifecycle):
+    assert lifecycle["remove.rc"].strip() == "0", lifecycle["remove.log"]
+    state = lines(lifecycle["remove.state"])
+    calls = lines(lifecycle["remove.calls"])
+    assert "systemctl stop xe-oneshot-ephemeral.timer xe-oneshot.service" in calls, calls
+    assert "systemctl --system daemon-reload" in calls
+    assert "udevadm control --reload" in calls
+    for gone in ("/usr/bin/xe-oneshot", "/usr/lib/xe-oneshot",
+                 "/usr/lib/udev/rules.d/80-xe-oneshot.rules",
+                 "/usr/lib/systemd/system/xe-oneshot.service"):
+        assert "present " + gone not in state
+    # dpkg keeps conffiles on remove; the hooks then do nothing (tested in the hooks' tests)
+    assert "present /etc/NetworkManager/dispatcher.d/90-xe-oneshot" in state
+    for unit in UNITS:
+        assert "link /etc/systemd/system/%s -> /dev/null" % unit in state
+    assert "status deinstall ok config-files" in state
+    assert not [s for s in state if s.startswith("pyc ")]
+
+
+def test_reinstall_unmasks_and_enables_again(lifecycle):
+    assert lifecycle["reinstall.rc"].strip() == "0", lifecycle["reinstall.log"]
+    state = lines(lifecycle["reinstall.state"])
+    assert not [s for s in state if "-> /dev/null" in s], state
+    assert any("multi-user.target.wants/xe-oneshot.service" in s for s in state)
+
+
+def test_purge_leaves_nothing_behind(lifecycle):
+    assert lifecycle["purge.rc"].strip() == "0", lifecycle["purge.log"]
+    state = lines(lifecycle["purge.state"])
+    assert state == [], state
