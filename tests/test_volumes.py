@@ -291,6 +291,9 @@ def test_nvme_names_and_whole_disk_mount(xsd, guest, state):
         guest.partition("nvme2n1", number, (NVME_MAJOR, number), SECTORS_PER_GIB,
                         name="nvme2n1p%d" % number, partuuid_link="ab-%d" % number)
     guest.mount((NVME_MAJOR, 9), "/data", "xfs", "/dev/nvme10n1")
+    # A multipath leg of nvme10n1: hidden by the kernel, not a disk of its own.
+    guest.disk("nvme10c10n1", (NVME_MAJOR, 20), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "xfs"})
+    guest.file("/sys/block/nvme10c10n1/hidden", "1\n")
     res = run_ns(xsd, guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/nvme2n1p1(ab-1)", GIB))

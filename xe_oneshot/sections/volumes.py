@@ -25,14 +25,14 @@ Which block devices are volumes (decisions where the design is silent):
   0x85: a 1 KiB placeholder, not space anyone can use).
 * A disk without partitions is a volume when something is on it: a filesystem, swap or
   a PV (udev ``ID_FS_TYPE``), or a mount. An empty raw disk is not.
-* Nothing of size 0 is a volume: a CD-ROM drive without media is skipped, as the classic
-  agent skips it. A CD-ROM with a mounted disc is a volume like a whole-disk filesystem.
+* Nothing of size 0 is a volume: a CD-ROM drive without media is skipped (the classic
+  agent never showed it either). Hidden disks (NVMe multipath legs) are skipped. A CD-ROM with a mounted disc is a volume like a whole-disk filesystem.
 * Swap: a volume like any other partition; when active (``/proc/swaps``) it is shown
   the way ``lsblk`` shows it — ``mount_points/0`` = ``[SWAP]``, ``filesystem`` = ``swap``,
   ``free`` = swap space not in use. An inactive swap partition has no mount points.
 * ``free`` comes from the first mount point of the device that is not hidden by a later
-  mount on the same path; if every one is hidden, or statvfs fails, ``free`` is omitted
-  (with one warning) — never a wrong figure. Only the guest's own block-device mounts
+  mount on the same path; if every one is hidden, or statvfs fails (one warning for all),
+  ``free`` is omitted — never a wrong figure. Only the guest's own block-device mounts
   are ever statvfs'd: a dead NFS server cannot hang the run.
 
 Numbering (``<n>``) is stable while the devices are: disks in natural order (xvda ...
@@ -277,6 +277,8 @@ def read_disks(root: Root, skipped: _Skipped) -> List[Tuple[BlockDevice, List[Bl
     disks = []
     for name in sorted(names, key=disk_order):
         sysdir = "%s/%s" % (SYS_BLOCK, name)
+        if root.read_line(sysdir + "/hidden") == "1":
+            continue                 # an NVMe multipath leg: its namespace is listed
         disk = read_device(root, sysdir, name, name, 0, skipped)
         if disk is None:
             continue
