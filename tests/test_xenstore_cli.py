@@ -339,3 +339,26 @@ def test_ls_with_unreadable_nodes_equals_c_through_the_proxy(xenstored, tree, tm
         res = compare(env, ("ls", "/cli"), ("list", "/cli/emptydir"))
         assert res.returncode == 1
         assert res.stderr == b"xenstore list /cli/emptydir: EACCES (Permission denied)\n"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_trees_print_like_c(xenstored, seed):
+    """Random names, depths and byte values (any byte, up to oxenstored's 2048): ls, ls -f,
+    ls -p, list and read print the same bytes as the C tools."""
+    import random
+    rng = random.Random(seed)
+    alphabet = "abcXYZ019-_@"
+    base = "/fuzz/%d" % seed
+    leaves = []
+    with Client.open(env=xenstored.env()) as xs:
+        for _ in range(60):
+            parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+                     for _ in range(rng.randint(1, 6))]
+            size = rng.choice([0, 1, 5, 40, 70, 75, 200, 2048])
+            value = bytes(rng.randrange(256) for _ in range(size))
+            path = base + "/" + "/".join(parts)
+            xs.write(path, value)
+            leaves.append(path)
+    for args in (("ls", base), ("ls", "-f", base), ("ls", "-p", base), ("list", base),
+                 ("read",) + tuple(leaves[:15])):
+        same_as_c(xenstored, *args)
