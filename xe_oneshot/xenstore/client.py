@@ -317,9 +317,10 @@ class Client:
     def transaction(self, fn: "Callable[[int], T]", attempts: int = 8, backoff: float = 0.01,
                     max_backoff: float = 0.5) -> "T":
         """Run ``fn(tx)`` in a transaction and commit. On EAGAIN (at commit or from an
-        operation inside) run it again, up to ``attempts`` times, sleeping an exponential
-        backoff (``backoff`` doubling up to ``max_backoff``, with jitter) in between.
-        Any other exception aborts the transaction and propagates."""
+        operation inside) run it again, up to ``attempts`` times in all, sleeping an
+        exponential backoff in between (``backoff`` doubling up to ``max_backoff``, times a
+        jitter of 0.5-1.5). After the last attempt the EAGAIN error propagates. Any other
+        exception aborts the transaction and propagates. ``fn`` must be safe to re-run."""
         delay = backoff
         attempt = 0
         while True:
