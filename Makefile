@@ -78,6 +78,8 @@ deb:
 	    packaging/debian/control.in > "$(DEBROOT)/DEBIAN/control"
 	install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm \
 	    "$(DEBROOT)/DEBIAN/"
+	install -D -m 0755 packaging/debian/rtupdate \
+	    "$(DEBROOT)/usr/share/python3/runtime.d/xe-oneshot.rtupdate"
 	cd "$(DEBROOT)" && find etc -type f | LC_ALL=C sort | sed 's|^|/|' > DEBIAN/conffiles
 	cd "$(DEBROOT)" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' \
 	    | LC_ALL=C sort | xargs -d '\n' md5sum > DEBIAN/md5sums

@@ -23,7 +23,8 @@ NETWORKD_STATES = ("routable", "degraded", "carrier", "no-carrier", "off", "conf
 UNITS = ("xe-oneshot.service", "xe-oneshot@.service", "xe-oneshot-ephemeral.timer")
 SHELL_SCRIPTS = ("hooks/90-xe-oneshot", "hooks/xe-oneshot.sleep",
                  "networkd-dispatcher/xe-oneshot", "packaging/debian/postinst",
-                 "packaging/debian/prerm", "packaging/debian/postrm")
+                 "packaging/debian/prerm", "packaging/debian/postrm",
+                 "packaging/debian/rtupdate")
 
 # A unit the hooks may start: xe-oneshot@<section>[_<tag>].service
 UNIT_NAME = re.compile(r"^xe-oneshot@(?P<section>[a-z]+)(?:_(?P<tag>[A-Za-z0-9]*))?\.service$")

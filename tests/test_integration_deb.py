@@ -5,6 +5,7 @@ python3-xattr, runs the maintainer scripts chrooted there (deb-systemd-helper fo
 systemctl and udevadm as recording stubs), and the installed `xe-oneshot` publishes
 into the real test daemon with Debian's interpreter and modules (the Debian pins)."""
 
+import os
 import re
 import shlex
 import subprocess
@@ -60,6 +61,9 @@ def test_conffiles_are_the_files_in_etc(deb, tmp_path):
                     for p in (tmp_path / "x/etc").rglob("*") if p.is_file())
     assert conffiles == in_etc and len(in_etc) == 7
     assert not list((tmp_path / "x").rglob("__pycache__"))     # compiled in postinst
+    # ... and again when the default python3 changes
+    rtupdate = tmp_path / "x/usr/share/python3/runtime.d/xe-oneshot.rtupdate"
+    assert os.access(rtupdate, os.X_OK)
 
 
 # -- dpkg --root in a throwaway copy of this system -----------------------------------
@@ -134,6 +138,10 @@ snap() {{  # $1: name; what the root holds of the package after a step
 }}
 dpkg --root="$R" -i "$DEB" > "$W/out/install.log" 2>&1; echo $? > "$W/out/install.rc"
 snap install
+rm -rf "$R/usr/lib/xe-oneshot/xe_oneshot/__pycache__"
+in_root /usr/share/python3/runtime.d/xe-oneshot.rtupdate rtupdate > "$W/out/rtupdate.log" 2>&1
+echo $? > "$W/out/rtupdate.rc"
+ls "$R/usr/lib/xe-oneshot/xe_oneshot/__pycache__" > "$W/out/rtupdate.pyc" 2>&1
 in_root /usr/bin/python3 -I -c '
 import importlib.metadata as m, psutil, sh, xattr
 for mod in (psutil, sh, xattr):
@@ -195,6 +203,11 @@ def test_postinst_enables_and_starts_the_units_and_reloads_udev(lifecycle):
 def test_postinst_byte_compiles_for_debians_python(lifecycle):
     pyc = [s for s in lines(lifecycle["install.state"]) if s.startswith("pyc ")]
     assert "pyc cli.cpython-%s.pyc" % debian_python_tag() in pyc, pyc
+
+
+def test_rtupdate_hook_recompiles(lifecycle):
+    assert lifecycle["rtupdate.rc"].strip() == "0", lifecycle["rtupdate.log"]
+    assert "cli.cpython-%s.pyc" % debian_python_tag() in lines(lifecycle["rtupdate.pyc"])
 
 
 def debian_python_tag() -> str:
