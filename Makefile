@@ -56,12 +56,13 @@ install:
 	        "$(DESTDIR)$(SYSCONFDIR)/networkd-dispatcher/$$s.d/xe-oneshot" || exit 1; done
 
 # A tarball of the staged tree (modes and symlinks kept, owned by root), for
-# distributions without a package: `tar -xzf ... -C /`.
+# distributions without a package: `tar -xzf ... -C /`. It holds etc/ and usr/ only,
+# no "." entry, so extracting it never changes the mode of /.
 dist:
 	rm -rf "$(STAGE)" && mkdir -p dist
 	$(MAKE) --no-print-directory install DESTDIR="$(CURDIR)/$(STAGE)" PREFIX=/usr
-	tar -C "$(STAGE)" --sort=name --owner=0 --group=0 --numeric-owner \
-	    -czf "dist/xe-oneshot-$(VERSION).tar.gz" .
+	cd "$(STAGE)" && tar --sort=name --owner=0 --group=0 --numeric-owner \
+	    -czf "$(CURDIR)/dist/xe-oneshot-$(VERSION).tar.gz" etc usr
 	@echo "dist/xe-oneshot-$(VERSION).tar.gz"
 
 # A Debian package built with dpkg-deb alone (no debhelper needed on the build machine).

@@ -308,6 +308,7 @@ def test_dist_tarball_is_the_staged_tree_with_modes_and_symlinks(staged):
     with tarfile.open(tarball) as tar:
         for member in tar.getmembers():
             name = os.path.normpath(member.name)
+            assert name.split("/")[0] in ("etc", "usr"), name
             assert (member.uid, member.gid) == (0, 0), name
             if member.issym():
                 got[name] = ("link", None, member.linkname)
