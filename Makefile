@@ -75,12 +75,12 @@ deb:
 	    -e "s|@DATE@|$$(date -R -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)})|" \
 	    packaging/debian/changelog.in | gzip -9n > "$(DEBROOT)/usr/share/doc/xe-oneshot/changelog.gz"
 	chmod 0644 "$(DEBROOT)/usr/share/doc/xe-oneshot/changelog.gz"
+	install -D -m 0755 packaging/debian/rtupdate \
+	    "$(DEBROOT)/usr/share/python3/runtime.d/xe-oneshot.rtupdate"
 	sed -e 's|@VERSION@|$(VERSION)|' -e "s|@SIZE@|$$(du -sk --exclude=DEBIAN "$(DEBROOT)" | cut -f1)|" \
 	    packaging/debian/control.in > "$(DEBROOT)/DEBIAN/control"
 	install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm \
 	    "$(DEBROOT)/DEBIAN/"
-	install -D -m 0755 packaging/debian/rtupdate \
-	    "$(DEBROOT)/usr/share/python3/runtime.d/xe-oneshot.rtupdate"
 	cd "$(DEBROOT)" && find etc -type f | LC_ALL=C sort | sed 's|^|/|' > DEBIAN/conffiles
 	cd "$(DEBROOT)" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' \
 	    | LC_ALL=C sort | xargs -d '\n' md5sum > DEBIAN/md5sums
