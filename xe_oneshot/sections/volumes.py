@@ -26,14 +26,22 @@ Which block devices are volumes (decisions where the design is silent):
 * A disk without partitions is a volume when something is on it: a filesystem, swap or
   a PV (udev ``ID_FS_TYPE``), or a mount. An empty raw disk is not.
 * Nothing of size 0 is a volume: a CD-ROM drive without media is skipped (the classic
-  agent never showed it either). Hidden disks (NVMe multipath legs) are skipped. A CD-ROM with a mounted disc is a volume like a whole-disk filesystem.
+  agent never showed it either); one with a mounted disc is a volume like a whole-disk
+  filesystem. Hidden disks (NVMe multipath legs) are skipped.
 * Swap: a volume like any other partition; when active (``/proc/swaps``) it is shown
   the way ``lsblk`` shows it — ``mount_points/0`` = ``[SWAP]``, ``filesystem`` = ``swap``,
   ``free`` = swap space not in use. An inactive swap partition has no mount points.
+* LVM: a PV known to udev (``ID_FS_TYPE=LVM2_member``) makes the run call ``pvs`` once
+  for all PVs (through ``sh``, imported only then). No pvs, a failing or hanging one:
+  the PVs are still volumes, without ``mount_points``/``filesystem``/``free``, and one
+  warning is logged; the section does not fail.
+* Mounts are matched by device number; btrfs (an anonymous 0:NN in mountinfo) by the
+  mount's source. At most MAX_MOUNT_POINTS mount points per volume (XenStore quota, see
+  there); a mount point XenStore cannot hold (over 2048 bytes) is left out.
 * ``free`` comes from the first mount point of the device that is not hidden by a later
-  mount on the same path; if every one is hidden, or statvfs fails (one warning for all),
-  ``free`` is omitted — never a wrong figure. Only the guest's own block-device mounts
-  are ever statvfs'd: a dead NFS server cannot hang the run.
+  mount on the same path and that statvfs can reach; if there is none, ``free`` is
+  omitted (statvfs failures: one warning for all) — never a wrong figure. Only the
+  guest's own block-device mounts are statvfs'd: a dead NFS server cannot hang the run.
 
 Numbering (``<n>``) is stable while the devices are: disks in natural order (xvda ...
 xvdz, xvdaa; nvme2n1 before nvme10n1), then each disk's partitions in numeric order.
@@ -79,6 +87,14 @@ SECTOR = 512
 LVM_MOUNT_POINT = "[LVM]"
 #: ``mount_points/0`` of an active swap device (as ``lsblk`` shows it).
 SWAP_MOUNT_POINT = "[SWAP]"
+
+#: At most this many ``mount_points`` per volume, in mount order. Every key counts in the
+#: guest's XenStore quota (1000 nodes per domain by default; over it the whole
+#: transaction fails with EQUOTA), and a container host bind-mounts its root filesystem
+#: hundreds of times (kubelet subpaths): the first mounts are the ones admins look for.
+MAX_MOUNT_POINTS = 16
+#: oxenstored refuses longer values (E2BIG): such a mount point is left out.
+MAX_VALUE = 2048
 
 #: One run of this per collection, and only when udev knows of a PV.
 PVS_ARGS = ("--noheadings", "--units", "b", "-o", "pv_name,pv_free,pv_fmt")
@@ -417,19 +433,27 @@ def mount_usage(root: Root, own: List[mountinfo.Mount], visible: Dict[str, mount
     """Mount points, type and free bytes of one mounted device."""
     points: List[str] = []
     for m in own:
-        if m.mount_point not in points:
-            points.append(m.mount_point)
+        if m.mount_point in points or len(m.mount_point.encode("utf-8", "replace")) > MAX_VALUE:
+            continue
+        if len(points) == MAX_MOUNT_POINTS:
+            LOG.info("%s: more than %d mount points, later ones (%s ...) not published",
+                     m.source, MAX_MOUNT_POINTS, m.mount_point)
+            break
+        points.append(m.mount_point)
     free = None
+    errors = []
     for m in own:
         if visible.get(m.mount_point) is not m:
             continue                 # something else is mounted over it
         try:
             st = os.statvfs(root.path(m.mount_point))
-        except OSError as err:
-            failures.append("%s (%s)" % (m.mount_point, os.strerror(err.errno or 0)))
-            break
+        except OSError as err:       # e.g. a bind mount we may not enter: try the next
+            errors.append("%s (%s)" % (m.mount_point[:200], os.strerror(err.errno or 0)))
+            continue
         free = st.f_bavail * st.f_frsize
         break
+    if free is None:
+        failures.extend(errors)
     return Usage(points, own[0].fstype, free)
 
 
