@@ -78,7 +78,7 @@ class FakeBlock:
         path.write_text(text)
         return path
 
-    def _link(self, guest_path: str, target: str) -> None:
+    def link(self, guest_path: str, target: str) -> None:
         path = self.path(guest_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_symlink():
@@ -101,10 +101,10 @@ class FakeBlock:
                             ("queue/physical_block_size", str(block_size))):
             self.file("%s/%s" % (sysdir, attr), value + "\n")
         self.path(sysdir + "/holders").mkdir(exist_ok=True)
-        self._link(sysdir + "/device", "../../../" + bus)
+        self.link(sysdir + "/device", "../../../" + bus)
         if nodename is not None:
             self.file("/sys/devices/%s/nodename" % bus, nodename + "\n")
-        self._link("/sys/block/" + name, "../devices/%s/block/%s" % (bus, name))
+        self.link("/sys/block/" + name, "../devices/%s/block/%s" % (bus, name))
         self._sysdirs[name] = self.path(sysdir)
         if udev is not None:
             self.udev(devno, udev)
@@ -127,7 +127,7 @@ class FakeBlock:
         if udev is not None:
             self.udev(devno, udev)
         if partuuid_link:
-            self._link("/dev/disk/by-partuuid/" + partuuid_link, "../../" + name)
+            self.link("/dev/disk/by-partuuid/" + partuuid_link, "../../" + name)
         return self
 
     def virtual(self, name: str, devno: Tuple[int, int], sectors: int,
@@ -135,7 +135,7 @@ class FakeBlock:
         """A software block device (loop, dm-*, zram, md): no ``device`` link."""
         sysdir = "/sys/devices/virtual/block/" + name
         self._attrs(sysdir, devno, sectors)
-        self._link("/sys/block/" + name, "../devices/virtual/block/" + name)
+        self.link("/sys/block/" + name, "../devices/virtual/block/" + name)
         if udev is not None:
             self.udev(devno, udev)
         return self

@@ -85,11 +85,8 @@ def run_ns(daemon, guest: FakeBlock, state, *args, env=None, check=True):
     Returns ``{"rc", "stdout", "stderr", "avail": {guest mount point: bytes}}``."""
     cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(guest.root),
            "--state-dir", str(state)] + list(args)
-    try:
-        out = in_namespace(guest.tmpfs_mounts(), cmd, guest.root.parent,
-                           env=daemon.env() if env is None else env)
-    except (OSError, RuntimeError) as err:
-        pytest.skip("no private mount namespace here: %s" % err)
+    out = in_namespace(guest.tmpfs_mounts(), cmd, guest.root.parent,
+                       env=daemon.env() if env is None else env)
     assert "Traceback" not in out["stderr"], out["stderr"]
     if check:
         assert out["rc"] == 0, out["stderr"]
@@ -551,7 +548,7 @@ def test_partuuid_sources(tmp_path):
                 udev={"ID_PART_ENTRY_UUID": "from-udev"}, partuuid_link="from-link-1")
     g.partition("xvda", 2, (XVD_MAJOR, 2), SECTORS_PER_GIB, partuuid_link="from-link-2")
     g.partition("xvda", 3, (XVD_MAJOR, 3), SECTORS_PER_GIB)
-    g._link("/dev/disk/by-partuuid/dangling", "../../xvdz9")
+    g.link("/dev/disk/by-partuuid/dangling", "../../xvdz9")
     values = volumes.collect(Context(root=Root(str(g.root)))).values
     assert [values["data/volumes/%d/name" % n] for n in range(3)] == [
         "/dev/xvda1(from-udev)", "/dev/xvda2(from-link-2)", "/dev/xvda3"]
