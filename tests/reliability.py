@@ -95,6 +95,51 @@ def raw_read(daemon, path: str) -> Optional[bytes]:
             return None
 
 
+def raw_tree(daemon, path: str = HOME) -> Dict[str, bytes]:
+    """Every node under ``path`` (relative names) with its exact value (pyxs)."""
+    import pyxs
+    out: Dict[str, bytes] = {}
+    with pyxs.Client(unix_socket_path=str(daemon.socket)) as peer:
+        def walk(node: bytes, rel: str) -> None:
+            try:
+                children = peer.list(node)
+            except pyxs.PyXSError:       # absent (or removed meanwhile)
+                return
+            for child in children:
+                name = child.decode()
+                sub = rel + "/" + name if rel else name
+                out[sub] = peer.read(node + b"/" + child)
+                walk(node + b"/" + child, sub)
+        walk(path.encode(), "")
+    return out
+
+
+def unclean_values(tree: Dict[str, bytes], limit: int = 2048) -> Dict[str, bytes]:
+    """Values that are not clean text: invalid UTF-8, control characters (C0, DEL,
+    C1) or over ``limit`` bytes."""
+    bad = {}
+    for key, value in tree.items():
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            bad[key] = value
+            continue
+        if _CONTROL.search(text) or len(value) > limit:
+            bad[key] = value
+    return bad
+
+
+#: Parents of our keys that are not themselves owned by a section.
+_PARENTS = {"data", "attr", "control", "xenserver", "xenserver/attr"}
+
+
+def strangers(tree: Dict[str, object], allowed: Iterable[str] = ()) -> List[str]:
+    """Keys of a home tree that are not ours (nor their parents, nor ``allowed``)."""
+    extra = set(allowed)
+    return sorted(k for k in tree if k not in extra and k not in _PARENTS
+                  and not LEAF.match(k) and not NODE.match(k))
+
+
 def control_characters(tree: Dict[str, str]) -> Dict[str, str]:
     """The values of a tree that hold C0 / DEL / C1 control characters."""
     return {k: v for k, v in tree.items() if _CONTROL.search(v)}
