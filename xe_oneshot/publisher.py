@@ -175,9 +175,22 @@ class Publisher:
     # -- reading ------------------------------------------------------------------
 
     def _read(self, tx: int, owned: List[str], wanted: Dict[str, str]):
-        """Every node under the owned paths, and the values of the wanted ones."""
+        """The nodes under the owned paths that the diff needs, and the values of the
+        wanted ones.
+
+        Only the owned roots and the nodes leading to wanted keys are listed (one
+        DIRECTORY each, not one per node): a node no key leads to is removed whole (rm is
+        recursive), so what is below it does not matter, and a wanted key with a value
+        has no children of ours. A wanted key read back empty is listed too, in case it
+        has children left from an older layout.
+        """
         nodes: Set[str] = set()
         existing: Dict[str, Optional[str]] = {}
+        interior: Set[str] = set()
+        for key in wanted:
+            parts = key.split("/")
+            for i in range(1, len(parts)):
+                interior.add("/".join(parts[:i]))
         for path in owned:
             if path in wanted:          # a single key: its value tells all
                 value = self._read_value(tx, path)
@@ -185,13 +198,15 @@ class Publisher:
                     nodes.add(path)
                     existing[path] = value
                 continue
-            self._walk(tx, path, nodes)
+            self._walk(tx, path, nodes, interior)
         for key in wanted:
             if key in nodes and key not in existing:
                 existing[key] = self._read_value(tx, key)
+                if existing[key] == "" and key not in interior:
+                    self._walk(tx, key, nodes, interior)
         return nodes, existing
 
-    def _walk(self, tx: int, path: str, nodes: Set[str]) -> None:
+    def _walk(self, tx: int, path: str, nodes: Set[str], interior: Set[str]) -> None:
         from .xenstore import XenStoreError
         try:
             children = self.client.directory(path, tx)
@@ -201,7 +216,11 @@ class Publisher:
             raise
         nodes.add(path)
         for child in children:
-            self._walk(tx, path + "/" + child, nodes)
+            node = path + "/" + child
+            if node in interior:
+                self._walk(tx, node, nodes, interior)
+            else:
+                nodes.add(node)
 
     def _read_value(self, tx: int, path: str) -> Optional[str]:
         from .xenstore import XenStoreError
