@@ -70,8 +70,9 @@ class Plan:
 
 def clean_value(key: str, value: str) -> str:
     """The value as it may go on the wire: no control characters, at most MAX_VALUE bytes."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        value = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in value)
+    # C1 controls (U+0080-U+009F) too: U+009B is a terminal's CSI, like ESC [.
+    if any(ord(c) < 32 or 127 <= ord(c) <= 159 for c in value):
+        value = "".join(" " if ord(c) < 32 or 127 <= ord(c) <= 159 else c for c in value)
     data = value.encode("utf-8", "replace")
     if len(data) > MAX_VALUE:
         LOG.warning("%s: value of %d bytes cut to %d", key, len(data), MAX_VALUE)
