@@ -10,7 +10,7 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import List
 
 import pytest
 

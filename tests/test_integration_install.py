@@ -4,9 +4,9 @@ reads it looks, with its mode; systemd-analyze verify; the units' own shell line
 import configparser
 import os
 import re
+import shlex
 import stat
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -231,8 +231,7 @@ def test_template_passes_the_instance_section_to_the_collector(staged, tmp_path,
     stubs = Stubs(tmp_path / "bin", ["xe-oneshot"])
     line = exec_line(staged / "usr/lib/systemd/system/xe-oneshot@.service", "ExecStart", "")
     line = expand(line, instance).replace("/usr/bin/xe-oneshot", str(stubs.dir / "xe-oneshot"))
-    # systemd's own word splitting of the Exec line: shell-like quoting
-    import shlex
+    # systemd splits Exec lines with shell-like quoting
     res = subprocess.run(shlex.split(line), timeout=30)
     assert res.returncode == 0
     assert stubs.calls("xe-oneshot") == [["--section", section]]
@@ -244,7 +243,6 @@ def test_boot_service_raises_the_freeze_timeout_never_lowers_it(staged, tmp_path
     need("unshare")
     line = exec_line(staged / "usr/lib/systemd/system/xe-oneshot.service", "ExecStartPre",
                      "pm_freeze_timeout")
-    import shlex
     argv = shlex.split(expand(line, ""))
     power = tmp_path / "power"
     power.mkdir()
@@ -260,7 +258,6 @@ def test_boot_service_raises_the_freeze_timeout_never_lowers_it(staged, tmp_path
 def test_boot_service_refreshes_the_distribution_cache(staged, tmp_path):
     """The ExecStartPre line as written in the unit, run with the installed command."""
     need("unshare")
-    import shlex
     argv = shlex.split(expand(exec_line(staged / "usr/lib/systemd/system/xe-oneshot.service",
                                         "ExecStartPre", "xe-linux-distribution"), ""))
     cache = tmp_path / "cache"
