@@ -6,6 +6,12 @@ PYTHON ?= python3
 test:
 	$(PYTHON) -m pytest -q
 
+# `make bench`: cold start, XenStore traffic, scale and imports against the real daemon
+# (root); writes BENCHMARKS.md. `make bench BENCH_ARGS=--quick` for a quick look.
+.PHONY: bench
+bench:
+	$(PYTHON) bench/bench.py $(BENCH_ARGS)
+
 # --- install, dist, deb -----------------------------------------------------------------
 # `make install DESTDIR=/tmp/stage PREFIX=/usr` lays out the whole agent: the package in a
 # private directory (lib/xe-oneshot, found by the launchers relative to their own place),
