@@ -88,8 +88,14 @@ class RunState:
         return self
 
     def _open_file(self, name: str) -> int:
-        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=self._dir_fd)
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=self._dir_fd)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            raise StateError("state file %s/%s is a symlink, refusing"
+                             % (self.directory, name)) from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             os.close(fd)
