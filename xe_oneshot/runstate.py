@@ -194,6 +194,11 @@ class RunState:
     def _write_state_file(self) -> None:
         text = "".join("%s\t%s\n" % (k, v.replace("\n", " "))
                        for k, v in sorted(self._load().items()))
+        # A run killed while saving leaves its temp file (and pids are reused): remove
+        # such leftovers first (saves happen under the run lock).
+        for name in os.listdir(self._dir_fd):
+            if name.startswith("state.") and name.endswith(".tmp"):
+                os.unlink(name, dir_fd=self._dir_fd)
         tmp = "state.%d.tmp" % os.getpid()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=self._dir_fd)
