@@ -12,6 +12,7 @@ import fcntl
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -21,7 +22,7 @@ from tests.fault_proxy import FaultProxy, Rule
 from tests.netns import Netns, Unavailable as NetnsUnavailable
 from tests.reliability import (collector, expected_full, foreign_writes, full_guest,
                                full_seed, home_tree, popen)
-from tests.test_collector_e2e import HOME, run
+from tests.test_collector_e2e import CHECKOUT, HOME, run
 from tests.xenstored import Unavailable, XenStored
 
 SECTIONS = "static,memory,volumes"
@@ -195,3 +196,41 @@ def test_an_invocation_waiting_behind_a_run_that_died_is_not_skipped(
     _, b_err = b.communicate(timeout=60)
     assert b.returncode == 0 and "Traceback" not in b_err, b_err
     assert daemon.read(HOME + "/data/meminfo_free") == "900000"
+
+
+_FALLBACK_DRIVER = r"""
+import os, sys
+from xe_oneshot.cli import main
+state = os.environ["STATE"]
+args = ["--state-dir", state] + sys.argv[1:]
+try:
+    os.listxattr(state)
+    os.setxattr(state, "user.probe", b"1")
+    sys.exit("xattrs work here: not the fallback")
+except OSError:
+    pass
+first = main(args)
+# What runs killed in the middle of saving leave behind: one from long ago, and one
+# whose pid is this process's (pids are reused within a boot).
+for pid in (1, os.getpid()):
+    with open(os.path.join(state, "state.%d.tmp" % pid), "w") as f:
+        f.write("started.memory\t1")
+second = main(args)
+print(first, second, " ".join(sorted(os.listdir(state))))
+"""
+
+
+def test_a_run_killed_while_saving_the_fallback_state_file_is_repaired(daemon, guest,
+                                                                       tmp_path):
+    """Where xattrs are refused (ramfs here; tmpfs before Linux 6.6) the state is a file
+    replaced through a temp file: what a killed save leaves must not stay or break."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    env = dict(daemon.env(), PYTHONPATH=str(CHECKOUT), STATE=str(state))
+    res = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         'mount -t ramfs -o mode=0700 none "$STATE" && exec "$0" -c "$1" --root "$2" '
+         '--section memory', sys.executable, _FALLBACK_DRIVER, str(guest.root)],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "0", "lock", "state"], res.stdout + res.stderr
