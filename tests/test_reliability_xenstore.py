@@ -17,7 +17,7 @@ import pytest
 from tests.fault_proxy import FaultProxy, Rule
 from tests.reliability import (collector, expected_full, foreign_writes, full_guest,
                                full_seed, home_tree, oversize_writes, popen, raw_read)
-from tests.test_collector_e2e import CHECKOUT, HOME, run
+from tests.test_collector_e2e import HOME, run
 from tests.xenstored import Unavailable, XenStored
 
 SECTIONS = "static,memory,volumes"
