@@ -301,11 +301,13 @@ def test_a_value_over_the_limit_is_cut_by_the_publisher(daemon, guest, state):
 # -- the connection or the daemon goes away --------------------------------------------
 
 @pytest.mark.parametrize("rule", [
+    Rule(op="read", path="^device/vbd/", action="drop"),
     Rule(op="directory", action="drop", nth=2),
     Rule(op="write", action="drop", nth=4),
     Rule(op="rm", action="drop"),
     Rule(op="commit", action="drop"),
-], ids=["while-reading", "while-writing", "while-removing", "at-commit"])
+], ids=["while-collecting", "while-reading", "while-writing", "while-removing",
+        "at-commit"])
 def test_connection_dropped_mid_transaction_publishes_nothing(daemon, proxy, guest, state,
                                                               published, rule):
     proxy.rules.append(rule)
