@@ -42,6 +42,31 @@ def test_mountinfo_octal_escapes(escaped, plain):
     assert mountinfo.parse_line(line).mount_point == plain
 
 
+@pytest.mark.parametrize("point", ["/mnt/a\vb", "/mnt/a\fb", "/mnt/a\rb", "/mnt/a\x1cb",
+                                   "/mnt/a\u00a0b", "/mnt/a\u2028b", "/mnt/a\x85b"])
+def test_mountinfo_whitespace_the_kernel_does_not_escape_is_part_of_the_name(point):
+    text = "40 1 202:1 / %s rw,relatime shared:1 - ext4 /dev/xvda1 rw\n" % point
+    mounts, bad = mountinfo.parse(text.encode("utf-8"))
+    assert (bad, [m.mount_point for m in mounts]) == (0, [point])
+
+
+def test_mountinfo_text_is_decoded_once():
+    point = "/mnt/\u00c3\u00a9 x"                     # "Ã© x", not "é x"
+    line = "40 1 202:1 / %s rw - ext4 /dev/xvda1 rw" % point.replace(" ", "\\040")
+    assert mountinfo.parse_line(line.encode("utf-8")).mount_point == point
+    assert mountinfo.parse_line(line).mount_point == point
+
+
+def test_mountinfo_bytes_that_are_not_utf8_are_replaced():
+    line = b"40 1 202:1 / /mnt/\xff\\376x rw - ext4 /dev/xvda1 rw"
+    assert mountinfo.parse_line(line).mount_point == "/mnt/\ufffd\ufffdx"
+
+
+def test_mountinfo_empty_source_field():
+    m = mountinfo.parse_line(b"40 1 0:50 / /mnt rw - tmpfs  rw")
+    assert (m.fstype, m.source) == ("tmpfs", "")
+
+
 def test_mountinfo_escaped_bytes_of_a_utf8_name_are_decoded():
     # Seen when a name carries a byte the kernel escapes next to UTF-8 bytes.
     assert mountinfo.unescape("/mnt/\\303\\251t\\303\\251") == "/mnt/\u00e9t\u00e9"
@@ -148,6 +173,13 @@ def test_proc_swaps():
 
 # -- names and numbers -----------------------------------------------------------
 
+def test_disk_order_of_absurd_names_does_not_fail():
+    names = ["sd" + "9" * 5000, "sd1", "nvme" + "0" * 30 + "1n1", "nvme1n1", "xvd" + "z" * 40]
+    ordered = sorted(names, key=volumes.disk_order)
+    assert ordered.index("sd1") < ordered.index("sd" + "9" * 5000)
+    assert ordered.index("nvme1n1") < ordered.index("sd1")
+
+
 def test_disk_natural_order():
     natural = (["hda", "hdb"]
                + ["nvme0n1", "nvme0n2", "nvme1n1", "nvme2n1", "nvme10n1"]
@@ -160,12 +192,21 @@ def test_disk_natural_order():
     assert sorted(shuffled, key=volumes.disk_order) == natural
 
 
+@pytest.mark.parametrize("text, number", [
+    ("0", 0), ("512\n", 512), ("18446744073709551615", 18446744073709551615),
+    ("", None), ("-1", None), ("1.5", None), ("\u00b2", None), ("\u0663", None),
+    ("1" * 21, None), ("9" * 5000, None), ("0x10", None), ("1 2", None),
+])
+def test_number(text, number):
+    assert volumes.parse_number(text) == number
+
+
 @pytest.mark.parametrize("text, devno", [("202:1\n", (202, 1)), ("259:0", (259, 0))])
 def test_devno(text, devno):
     assert volumes.parse_devno(text) == devno
 
 
-@pytest.mark.parametrize("text", ["2021", "", "a:b"])
+@pytest.mark.parametrize("text", ["2021", "", "a:b", "\u00b2:1", "1:" + "9" * 5000])
 def test_devno_garbage(text):
     with pytest.raises(ValueError):
         volumes.parse_devno(text)
@@ -197,3 +238,18 @@ def test_nodename(text, ok):
 ])
 def test_backend_path(path, ok):
     assert volumes.is_backend(path) is ok
+
+
+def test_garbled_partition_number_falls_back_to_the_name(tmp_path):
+    from tests.blockdev import FakeBlock
+    from xe_oneshot.guest import Root
+    from xe_oneshot.sections import Context
+    g = FakeBlock(tmp_path)
+    g.xen_disk("xvda", 0, 8 << 21)
+    for number in (1, 2, 10):
+        g.partition("xvda", number, (202, number), 2048 * number)
+    g.file("/sys/block/xvda/xvda10/partition", "\u00b2\n")
+    g.file("/sys/block/xvda/xvda2/partition", "9" * 5000 + "\n")
+    values = volumes.collect(Context(root=Root(str(tmp_path)))).values
+    assert [values["data/volumes/%d/name" % n] for n in range(3)] == [
+        "/dev/xvda1", "/dev/xvda2", "/dev/xvda10"]

@@ -13,7 +13,7 @@ from .records import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Optional, Tuple
+    from typing import List, Optional, Tuple, Union
 
     from .guest import Root
 
@@ -21,31 +21,37 @@ LOG = log.getLogger(__name__)
 
 MOUNTINFO = "/proc/self/mountinfo"
 
-_OCTAL = "01234567"
+_OCTAL = b"01234567"
+_DIGITS = frozenset(b"0123456789")
 
 
-def unescape(field: str) -> str:
-    r"""Undo the kernel's octal escapes (space, tab, newline, backslash):
-    ``/mnt/my\040disk`` → ``/mnt/my disk``."""
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        code = field[i + 1:i + 4]
-        if (field[i] == "\\" and len(code) == 3 and code[0] in _OCTAL and code[1] in _OCTAL
-                and code[2] in _OCTAL):
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    raw = "".join(out)
-    # The kernel escapes bytes; other bytes of a UTF-8 name arrive as they are.
-    try:
-        return raw.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return raw
+def _bytes(text: Union[str, bytes]) -> bytes:
+    return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+
+
+def unescape(field: Union[str, bytes]) -> str:
+    r"""Undo the kernel's octal escapes (space, tab, newline, backslash) and decode:
+    ``/mnt/my\040disk`` → ``/mnt/my disk``.
+
+    The kernel escapes bytes and passes every other byte of a name as it is, so the
+    escapes are undone on bytes and the result decoded once, as UTF-8 (a byte that is
+    not UTF-8 becomes U+FFFD).
+    """
+    raw = _bytes(field)
+    if b"\\" in raw:
+        out = bytearray()
+        i = 0
+        while i < len(raw):
+            code = raw[i + 1:i + 4]
+            if (raw[i] == 0x5C and len(code) == 3 and code[0] in _OCTAL
+                    and code[1] in _OCTAL and code[2] in _OCTAL and int(code, 8) < 256):
+                out.append(int(code, 8))
+                i += 4
+            else:
+                out.append(raw[i])
+                i += 1
+        raw = bytes(out)
+    return raw.decode("utf-8", "replace")
 
 
 @record(frozen=True)
@@ -64,33 +70,39 @@ class Mount:
         return (self.major, self.minor)
 
 
-def parse_line(line: str) -> Mount:
+def parse_line(line: Union[str, bytes]) -> Mount:
     """One mountinfo line; raises ValueError if it is not one.
 
     Sample: ``36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw``
     (id, parent id, major:minor, root, mount point, options, optional fields up to
-    ``-``, then type, source, super options).
+    ``-``, then type, source, super options). Fields are separated by single spaces,
+    and only by them: other whitespace (\\v, \\r, NBSP, ...) is part of a name.
     """
-    fields = line.split()
+    fields = _bytes(line).rstrip(b"\n").split(b" ")
     try:
-        sep = fields.index("-", 6)
+        sep = fields.index(b"-", 6)
     except ValueError:
-        raise ValueError("no ' - ' separator in mountinfo line %r" % line) from None
+        raise ValueError("no ' - ' separator in mountinfo line %r" % (line,)) from None
     if len(fields) < sep + 3:
-        raise ValueError("truncated mountinfo line %r" % line)
-    major, colon, minor = fields[2].partition(":")
-    if not colon:
-        raise ValueError("bad major:minor in mountinfo line %r" % line)
+        raise ValueError("truncated mountinfo line %r" % (line,))
+    major, colon, minor = fields[2].partition(b":")
+    if not colon or not _number(major) or not _number(minor):
+        raise ValueError("bad major:minor in mountinfo line %r" % (line,))
     return Mount(int(major), int(minor), unescape(fields[3]), unescape(fields[4]),
                  unescape(fields[sep + 1]), unescape(fields[sep + 2]))
 
 
-def parse(text: str) -> Tuple[List[Mount], int]:
-    """All mounts of a mountinfo text in order, and how many lines did not parse."""
+def _number(field: bytes) -> bool:
+    return 0 < len(field) <= 10 and set(field) <= _DIGITS
+
+
+def parse(text: Union[str, bytes]) -> Tuple[List[Mount], int]:
+    """All mounts of a mountinfo text in order, and how many lines did not parse.
+    Lines end at ``\\n`` only (a name may hold any other byte but NUL)."""
     mounts = []
     bad = 0
-    for line in text.splitlines():
-        if not line.strip():
+    for line in _bytes(text).split(b"\n"):
+        if not line.strip(b" "):
             continue
         try:
             mounts.append(parse_line(line))
@@ -101,7 +113,7 @@ def parse(text: str) -> Tuple[List[Mount], int]:
 
 def read(root: Root, path: str = MOUNTINFO) -> Optional[List[Mount]]:
     """The guest's mounts, or None if the mount table is not there."""
-    text = root.read_text(path, limit=64 << 20)
+    text = root.read_bytes(path, limit=64 << 20)
     if text is None:
         return None
     mounts, bad = parse(text)

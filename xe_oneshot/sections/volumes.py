@@ -101,6 +101,9 @@ PVS_ARGS = ("--noheadings", "--units", "b", "-o", "pv_name,pv_free,pv_fmt")
 #: pvs waits on LVM's locks: do not let a long lvconvert hold the whole run.
 PVS_TIMEOUT = 10
 
+#: Sorts a partition whose number cannot be told after the others.
+UNKNOWN_PARTNO = 1 << 32
+
 #: udev ``ID_PART_ENTRY_TYPE`` of MBR extended-partition containers (DOS, Win95 LBA, Linux).
 EXTENDED_TYPES = frozenset(("0x5", "0xf", "0x85"))
 
@@ -164,7 +167,7 @@ class Swap:
 
 # -- parsers -------------------------------------------------------------------------
 
-def disk_order(name: str) -> Tuple[str, Tuple[int, ...], str]:
+def disk_order(name: str) -> Tuple[str, tuple, str]:
     """Sort key putting disk names in natural order.
 
     ``xvda`` < ``xvdz`` < ``xvdaa`` (letters count like a spreadsheet's columns);
@@ -176,19 +179,18 @@ def disk_order(name: str) -> Tuple[str, Tuple[int, ...], str]:
             number = 0
             for letter in letters:
                 number = number * 26 + ord(letter) - ord("a") + 1
-            return (family, (number,), name)
+            return (family, ((number, ""),), name)
     stem = len(name)
     numbers = []
     digits = ""
-    for i, char in enumerate(name):
+    for i, char in enumerate(name + "/"):
         if char in _DIGITS:
             stem = min(stem, i)
             digits += char
         elif digits:
-            numbers.append(int(digits))
+            digits = digits.lstrip("0")      # compared by length, then digit by digit:
+            numbers.append((len(digits), digits))   # no int() of any length
             digits = ""
-    if digits:
-        numbers.append(int(digits))
     return (name[:stem], tuple(numbers), name)
 
 
@@ -216,12 +218,23 @@ def _is_number(text: str) -> bool:
     return bool(text) and set(text) <= _DIGITS
 
 
+def parse_number(text: str) -> Optional[int]:
+    """A decimal number of at most 20 ASCII digits (any 64-bit count), else None.
+
+    Not ``str.isdigit()`` + ``int()``: isdigit accepts ``²`` which int refuses, and int
+    refuses strings longer than 4300 digits; garbage must skip a device, not the run.
+    """
+    text = text.strip()
+    return int(text) if 0 < len(text) <= 20 and set(text) <= _DIGITS else None
+
+
 def parse_devno(text: str) -> Tuple[int, int]:
     """sysfs ``dev``: ``202:1`` → (202, 1). Raises ValueError."""
     major, colon, minor = text.strip().partition(":")
-    if not colon:
-        raise ValueError("not a major:minor: %r" % text)
-    return int(major), int(minor)
+    major_n, minor_n = parse_number(major), parse_number(minor)
+    if not colon or major_n is None or minor_n is None:
+        raise ValueError("not a major:minor: %r" % text[:100])
+    return major_n, minor_n
 
 
 def parse_pvs(text: str) -> List[PhysicalVolume]:
@@ -235,10 +248,10 @@ def parse_pvs(text: str) -> List[PhysicalVolume]:
         fields = line.split()
         if len(fields) != 3 or not fields[0].startswith("/"):
             continue
-        free = fields[1].upper().rstrip("B")
-        if not free.isdigit():
+        free = parse_number(fields[1].upper().rstrip("B"))
+        if free is None:
             continue
-        pvs.append(PhysicalVolume(fields[0], int(free), fields[2]))
+        pvs.append(PhysicalVolume(fields[0], free, fields[2]))
     return pvs
 
 
@@ -251,10 +264,12 @@ def parse_swaps(text: str) -> List[Swap]:
     swaps = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) < 4 or not fields[2].isdigit() or not fields[3].isdigit():
+        if len(fields) < 4:
             continue
-        swaps.append(Swap(mountinfo.unescape(fields[0]), fields[1],
-                          int(fields[2]) * 1024, int(fields[3]) * 1024))
+        size, used = parse_number(fields[2]), parse_number(fields[3])
+        if size is None or used is None:
+            continue
+        swaps.append(Swap(mountinfo.unescape(fields[0]), fields[1], size * 1024, used * 1024))
     return swaps
 
 
@@ -279,8 +294,11 @@ def read_device(root: Root, sysdir: str, name: str, disk: str, partition: int,
     size = root.read_line(sysdir + "/size")
     if dev is None or size is None:
         return None                  # hot-unplugged while we looked
+    sectors = parse_number(size)
     try:
-        return BlockDevice(name, disk, parse_devno(dev), int(size), partition)
+        if sectors is None:
+            raise ValueError(size)
+        return BlockDevice(name, disk, parse_devno(dev), sectors, partition)
     except ValueError:
         skipped.names.append(name)
         return None
@@ -306,16 +324,23 @@ def read_disks(root: Root, skipped: _Skipped) -> List[Tuple[BlockDevice, List[Bl
             number = root.read_line("%s/%s/partition" % (sysdir, entry))
             if number is None:
                 continue
-            if not number.isdigit():
-                skipped.names.append(entry)
-                continue
-            part = read_device(root, "%s/%s" % (sysdir, entry), entry, name, int(number),
-                               skipped)
+            # The number only orders the partitions: if the file is garbled, the name's
+            # (xvda3, nvme0n1p3) will do, and a partition it stays.
+            partno = (parse_number(number) or parse_number(_trailing_digits(entry))
+                      or UNKNOWN_PARTNO)
+            part = read_device(root, "%s/%s" % (sysdir, entry), entry, name, partno, skipped)
             if part is not None:
                 parts.append(part)
         parts.sort(key=lambda p: (p.partition, p.name))
         disks.append((disk, parts))
     return disks
+
+
+def _trailing_digits(name: str) -> str:
+    end = len(name)
+    while end > 0 and name[end - 1] in _DIGITS:
+        end -= 1
+    return name[end:]
 
 
 def read_partuuids(root: Root) -> Dict[str, str]:
