@@ -30,7 +30,7 @@ from .records import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+    from typing import Dict, Iterable, List, Optional, Set
 
 LOG = log.getLogger(__name__)
 
@@ -41,7 +41,7 @@ MAX_VALUE = 2048
 #: ``data/updated``: the toolstack re-reads the guest's metrics when it changes.
 UPDATED = "data/updated"
 
-ENOENT, EACCES, EAGAIN, E2BIG = 2, 13, 11, 7
+ENOENT, EACCES, E2BIG = 2, 13, 7
 
 
 @record
@@ -147,17 +147,19 @@ class Publisher:
                 del wanted[key]
         wanted = {k: clean_value(k, v) for k, v in wanted.items()}
 
-        def attempt(tx: int) -> Tuple[Plan, bool]:
+        def attempt(tx: int) -> Plan:
             nodes, existing = self._read(tx, owned, wanted)
             plan = diff(existing, nodes, owned, wanted, tolerance, self.policy)
             if dry_run or not plan.changed:
-                return plan, False
+                return plan
             self._apply(tx, plan)
             if plan.changed:
                 self._write(tx, UPDATED, time.asctime(), plan)
-            return plan, True
+            return plan
 
-        plan = self._transaction(attempt)
+        # Commit only what changed: an unchanged guest ends with an abort.
+        plan = self.client.transaction(attempt, attempts=self.attempts, backoff=0.005,
+                                       commit_if=lambda p: p.changed and not dry_run)
         if not dry_run:
             self._remember(plan, owned, wanted, tolerance)
         return plan
@@ -261,37 +263,3 @@ class Publisher:
                         "EACCES" if err.errno == EACCES else "E2BIG")
             plan.writes.pop(key, None)
             plan.denied.append(key)
-
-    def _transaction(self, attempt: Callable[[int], Tuple[Plan, bool]]) -> Plan:
-        """Run ``attempt`` in a transaction; commit if it says so; retry on EAGAIN."""
-        from .xenstore import XenStoreError
-        delay = 0.005
-        for n in range(self.attempts):
-            tx = self.client.transaction_start()
-            try:
-                plan, commit = attempt(tx)
-            except XenStoreError as err:
-                _abort(self.client, tx)
-                if err.errno != EAGAIN or n == self.attempts - 1:
-                    raise
-            except BaseException:
-                _abort(self.client, tx)
-                raise
-            else:
-                try:
-                    self.client.transaction_end(tx, commit)
-                    return plan
-                except XenStoreError as err:
-                    if err.errno != EAGAIN or n == self.attempts - 1:
-                        raise
-            LOG.info("transaction conflict (EAGAIN), retrying in %.3f s", delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-        raise AssertionError("unreachable")
-
-
-def _abort(client, tx: int) -> None:
-    try:
-        client.transaction_end(tx, False)
-    except OSError:
-        pass
