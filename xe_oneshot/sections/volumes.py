@@ -37,7 +37,7 @@ Which block devices are volumes (decisions where the design is silent):
   warning is logged; the section does not fail.
 * Mounts are matched by device number; btrfs (an anonymous 0:NN in mountinfo) by the
   mount's source. At most MAX_MOUNT_POINTS mount points per volume (XenStore quota, see
-  there); a mount point XenStore cannot hold (over 2048 bytes) is left out.
+  there). A mount point longer than XenStore takes is the publisher's to cut.
 * ``free`` comes from the first mount point of the device that is not hidden by a later
   mount on the same path and that statvfs can reach; if there is none, ``free`` is
   omitted (statvfs failures: one warning for all) — never a wrong figure. Only the
@@ -93,8 +93,6 @@ SWAP_MOUNT_POINT = "[SWAP]"
 #: transaction fails with EQUOTA), and a container host bind-mounts its root filesystem
 #: hundreds of times (kubelet subpaths): the first mounts are the ones admins look for.
 MAX_MOUNT_POINTS = 16
-#: oxenstored refuses longer values (E2BIG): such a mount point is left out.
-MAX_VALUE = 2048
 
 #: One run of this per collection, and only when udev knows of a PV.
 PVS_ARGS = ("--noheadings", "--units", "b", "-o", "pv_name,pv_free,pv_fmt")
@@ -458,7 +456,7 @@ def mount_usage(root: Root, own: List[mountinfo.Mount], visible: Dict[str, mount
     """Mount points, type and free bytes of one mounted device."""
     points: List[str] = []
     for m in own:
-        if m.mount_point in points or len(m.mount_point.encode("utf-8", "replace")) > MAX_VALUE:
+        if m.mount_point in points:
             continue
         if len(points) == MAX_MOUNT_POINTS:
             LOG.info("%s: more than %d mount points, later ones (%s ...) not published",
