@@ -77,6 +77,14 @@ def foreign_writes(daemon, mark: int, ignore_conns: Iterable[str] = ()) -> List[
             if e.conn not in skip and not is_ours(e.op, e.path)]
 
 
+def foreign_requests(proxy) -> List[str]:
+    """Requests that went through ``proxy`` and change anything outside our keys (the
+    access log cannot tell when another writer makes the daemon rotate it)."""
+    ops = {"write": "write", "rm": "rm", "mkdir": "mkdir", "set_perms": "setperms"}
+    return ["%s %s" % (op, path) for op, path, _tx in list(proxy.requests)
+            if op in ops and not is_ours(ops[op], path)]
+
+
 def oversize_writes(daemon, mark: int, limit: int = 2048) -> List[str]:
     """Writes since ``mark`` whose value is over ``limit`` bytes."""
     return ["%s (%d bytes)" % (e.path, len(e.value.encode()))
