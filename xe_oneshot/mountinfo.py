@@ -22,7 +22,6 @@ LOG = log.getLogger(__name__)
 MOUNTINFO = "/proc/self/mountinfo"
 
 _OCTAL = b"01234567"
-_DIGITS = frozenset(b"0123456789")
 
 
 def _bytes(text: Union[str, bytes]) -> bytes:
@@ -37,7 +36,10 @@ def unescape(field: Union[str, bytes]) -> str:
     escapes are undone on bytes and the result decoded once, as UTF-8 (a byte that is
     not UTF-8 becomes U+FFFD).
     """
-    raw = _bytes(field)
+    return _unescape(_bytes(field))
+
+
+def _unescape(raw: bytes) -> str:
     if b"\\" in raw:
         out = bytearray()
         i = 0
@@ -78,7 +80,9 @@ def parse_line(line: Union[str, bytes]) -> Mount:
     ``-``, then type, source, super options). Fields are separated by single spaces,
     and only by them: other whitespace (\\v, \\r, NBSP, ...) is part of a name.
     """
-    fields = _bytes(line).rstrip(b"\n").split(b" ")
+    if isinstance(line, str):
+        line = line.encode("utf-8", "surrogateescape")
+    fields = line.rstrip(b"\n").split(b" ")
     try:
         sep = fields.index(b"-", 6)
     except ValueError:
@@ -88,12 +92,12 @@ def parse_line(line: Union[str, bytes]) -> Mount:
     major, colon, minor = fields[2].partition(b":")
     if not colon or not _number(major) or not _number(minor):
         raise ValueError("bad major:minor in mountinfo line %r" % (line,))
-    return Mount(int(major), int(minor), unescape(fields[3]), unescape(fields[4]),
-                 unescape(fields[sep + 1]), unescape(fields[sep + 2]))
+    return Mount(int(major), int(minor), _unescape(fields[3]), _unescape(fields[4]),
+                 _unescape(fields[sep + 1]), _unescape(fields[sep + 2]))
 
 
 def _number(field: bytes) -> bool:
-    return 0 < len(field) <= 10 and set(field) <= _DIGITS
+    return 0 < len(field) <= 10 and field.isdigit()       # bytes.isdigit(): ASCII only
 
 
 def parse(text: Union[str, bytes]) -> Tuple[List[Mount], int]:
