@@ -267,6 +267,25 @@ def test_swap_active_inactive_and_swapfile(xsd, guest, state):
     assert volumes_tree(xsd) == tree_of(expected)
 
 
+def test_small_free_changes_wait_big_ones_are_published(xsd, guest, state):
+    """free is marked with 1% of the volume's size: active swap, whose use the test
+    controls, moves by 1 MiB (held back) and then by 100 MiB (published)."""
+    guest.xen_disk("xvda", 0, 2 * SECTORS_PER_GIB)
+    guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
+    guest.swaps(("/dev/xvda1", "partition", 1048572, 0))
+    run_ns(xsd, guest, state, "--section", "volumes")
+    assert xsd.read("data/volumes/0/free") == str(1048572 * 1024)
+    guest.swaps(("/dev/xvda1", "partition", 1048572, 1024))
+    mark = xsd.log_mark()
+    run_ns(xsd, guest, state, "--section", "volumes")
+    assert xsd.writes_since(mark) == []
+    guest.swaps(("/dev/xvda1", "partition", 1048572, 102400))
+    run_ns(xsd, guest, state, "--section", "volumes")
+    assert sorted(e.path for e in xsd.writes_since(mark)) == ["data/updated",
+                                                             "data/volumes/0/free"]
+    assert xsd.read("data/volumes/0/free") == str((1048572 - 102400) * 1024)
+
+
 def test_mbr_extended_container_is_not_a_volume(xsd, guest, state):
     guest.xen_disk("xvda", 0, 10 * SECTORS_PER_GIB)
     guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB,
