@@ -11,11 +11,13 @@
   one VIF.
 """
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from types import SimpleNamespace
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from tests.blockdev import FakeBlock, backend_seed, tree_of, volume
 from tests.fakeguest import FakeGuest
@@ -70,10 +72,41 @@ def is_ours(op: str, path: str) -> bool:
     return False                     # we never mkdir nor set permissions
 
 
-def foreign_writes(daemon, mark: int, ignore_conns: Iterable[str] = ()) -> List[str]:
+def log_mark(daemon) -> Tuple[int, int]:
+    """A position in the daemon's access log that survives its rotation (oxenstored
+    renames it to ``access.log.1`` every 13215 lines): (inode, size)."""
+    st = os.stat(daemon.access_log)
+    return (st.st_ino, st.st_size)
+
+
+def entries_since(daemon, mark) -> list:
+    """Access-log entries since ``mark`` (from :func:`log_mark`, or a plain offset from
+    ``daemon.log_mark()``)."""
+    from tests.xenstored import XenStored
+    if isinstance(mark, int):
+        entries = daemon.log_since(mark)
+    else:
+        inode, offset = mark
+        if os.stat(daemon.access_log).st_ino == inode:
+            entries = daemon.log_since(offset)
+        else:
+            rotated = daemon.access_log.with_name(daemon.access_log.name + ".1")
+            assert os.stat(rotated).st_ino == inode, "access log rotated twice since the mark"
+            entries = (XenStored.log_since(SimpleNamespace(access_log=rotated), offset)
+                       + daemon.log_since(0))
+    return entries
+
+
+def changes_since(daemon, mark) -> list:
+    """The entries since ``mark`` that change the store: write, mkdir, rm, setperms."""
+    return [e for e in entries_since(daemon, mark)
+            if e.op in ("write", "mkdir", "rm", "setperms")]
+
+
+def foreign_writes(daemon, mark, ignore_conns: Iterable[str] = ()) -> List[str]:
     """Access-log entries since ``mark`` that change anything outside our keys."""
     skip = set(ignore_conns)
-    return ["%s %s %s" % (e.conn, e.op, e.path) for e in daemon.writes_since(mark)
+    return ["%s %s %s" % (e.conn, e.op, e.path) for e in changes_since(daemon, mark)
             if e.conn not in skip and not is_ours(e.op, e.path)]
 
 
@@ -85,10 +118,10 @@ def foreign_requests(proxy) -> List[str]:
             if op in ops and not is_ours(ops[op], path)]
 
 
-def oversize_writes(daemon, mark: int, limit: int = 2048) -> List[str]:
+def oversize_writes(daemon, mark, limit: int = 2048) -> List[str]:
     """Writes since ``mark`` whose value is over ``limit`` bytes."""
     return ["%s (%d bytes)" % (e.path, len(e.value.encode()))
-            for e in daemon.writes_since(mark)
+            for e in changes_since(daemon, mark)
             if e.op == "write" and len(e.value.encode("utf-8", "surrogateescape")) > limit]
 
 

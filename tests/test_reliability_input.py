@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from tests.blockdev import mountinfo_escape
 from tests.fakeguest import MEMINFO, FakeGuest
-from tests.reliability import (PARTUUID, foreign_writes, full_guest, raw_tree, strangers,
-                               unclean_values)
+from tests.reliability import (PARTUUID, foreign_writes, full_guest, log_mark, raw_tree,
+                               strangers, unclean_values)
 from tests.test_collector_e2e import HOME
 from xe_oneshot.guest import Root
 
@@ -51,7 +51,7 @@ def publish(xs, root, *sections):
     from xe_oneshot.cli import main
     logging.getLogger("xe_oneshot").handlers.clear()   # log to this call's stderr
     err = io.StringIO()
-    mark = xs.log_mark()
+    mark = log_mark(xs)
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(["--root", str(root), "--state-dir", str(xs.state),
                    "--section", ",".join(sections)])

@@ -20,8 +20,9 @@ import pytest
 from tests.fakeguest import MEMINFO
 from tests.fault_proxy import FaultProxy, Rule
 from tests.netns import Netns, Unavailable as NetnsUnavailable
-from tests.reliability import (collector, expected_full, foreign_writes, full_guest,
-                               full_seed, home_tree, popen)
+from tests.reliability import (changes_since, collector, entries_since, expected_full,
+                               foreign_writes, full_guest, full_seed, home_tree, log_mark,
+                               popen)
 from tests.test_collector_e2e import CHECKOUT, HOME, run
 from tests.xenstored import Unavailable, XenStored
 
@@ -85,7 +86,7 @@ def test_200_invocations_at_once_across_all_sections(daemon, guest, state):
         ns.addr("eth0", "192.0.2.10/24")
         ns.addr("eth0", "2001:db8::10/64")
         ns.mirror(guest.root, {"eth0": "0"})
-        mark = daemon.log_mark()
+        mark = log_mark(daemon)
         procs = []
         for i in range(200):
             if i == 100:        # the guest changes while the storm is on
@@ -103,7 +104,7 @@ def test_200_invocations_at_once_across_all_sections(daemon, guest, state):
     skipped = sum(1 for _, err in outs if "skipped" in err)
     assert ran + skipped == 200
     assert ran < 100, ran                       # they coalesce
-    commits = [e for e in daemon.log_since(mark) if e.op == "commit"]
+    commits = [e for e in entries_since(daemon, mark) if e.op == "commit"]
     assert 2 <= len(commits) <= ran
     assert home_tree(daemon) == expected_full(meminfo_free="500000", vif={
         "0/ipv4/0": "192.0.2.10", "0/ipv4/1": "192.0.2.11", "0/ipv6/0": "2001:db8::10"})
@@ -139,13 +140,13 @@ def expected_new():
 def test_sigkill_mid_transaction_then_the_next_run_repairs(daemon, proxy, guest, state,
                                                            published, rule):
     proxy.rules.append(rule)
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     proc = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", SECTIONS))
     wait_for(lambda: rule.fired == 1, what="the run to reach the held request")
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    wait_for(lambda: daemon.log_since(mark)[-1:] and daemon.log_since(mark)[-1].op == "endconn",
+    wait_for(lambda: entries_since(daemon, mark)[-1:] and entries_since(daemon, mark)[-1].op == "endconn",
              what="the daemon to see the connection end")
     assert home_tree(daemon) == published           # nothing of the killed run
     assert foreign_writes(daemon, mark) == []
@@ -155,9 +156,9 @@ def test_sigkill_mid_transaction_then_the_next_run_repairs(daemon, proxy, guest,
     assert time.monotonic() - started < 5           # the lock died with the process
     assert home_tree(daemon) == expected_new()
     assert sorted(os.listdir(state)) == ["lock", "state"]
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     run(daemon, guest.root, state, "--section", SECTIONS)
-    assert daemon.writes_since(mark) == []          # and the state is consistent
+    assert changes_since(daemon, mark) == []          # and the state is consistent
 
 
 def _waiting_on_lock(pid):

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.fakeguest import FakeGuest
-from tests.reliability import expected_full, full_guest, full_seed, home_tree, raw_tree, \
-    unclean_values
+from tests.reliability import (changes_since, expected_full, full_guest, full_seed,
+                               home_tree, log_mark, raw_tree, unclean_values)
 from tests.test_collector_e2e import HOME, run
 from tests.xenstored import Unavailable, XenStored
 
@@ -43,14 +43,14 @@ def guest(tmp_path):
 
 def refused(daemon, guest, state, before, *words):
     """A run with this state dir: exit 4, one line naming the problem, nothing published."""
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", SECTIONS, check=False)
     assert res.returncode == 4, res.stderr
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("xe-oneshot: state "), res.stderr
     for word in words:
         assert word in lines[0], res.stderr
-    assert daemon.writes_since(mark) == []
+    assert changes_since(daemon, mark) == []
     assert home_tree(daemon) == before
 
 

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from tests.fault_proxy import FaultProxy, Rule
-from tests.reliability import (collector, expected_full, foreign_requests, foreign_writes,
-                               full_guest, full_seed, home_tree, oversize_writes, popen,
-                               raw_read)
+from tests.reliability import (changes_since, collector, expected_full, foreign_requests,
+                               foreign_writes, full_guest, full_seed, home_tree, log_mark,
+                               oversize_writes, popen, raw_read)
 from tests.test_collector_e2e import HOME, run
 from tests.xenstored import Unavailable, XenStored
 
@@ -110,7 +110,7 @@ def test_conflicts_within_the_bound_are_retried(daemon, proxy, guest, state, pub
 
 def test_conflicts_beyond_the_bound_fail_cleanly(daemon, proxy, guest, state, published):
     proxy.rules.append(Rule(op="commit", error="EAGAIN"))
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     started = time.monotonic()
     res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
@@ -189,7 +189,7 @@ def test_a_writer_hammering_for_a_while_is_outlasted(daemon, proxy, guest, state
 
 def test_eacces_on_one_key_publishes_the_rest(daemon, proxy, guest, state, published):
     proxy.rules.append(Rule(op="write", path="^data/os_name$", error="EACCES"))
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert res.stderr.splitlines() == [
         "xe-oneshot: data/os_name: not written (EACCES), the rest is published"]
@@ -225,7 +225,7 @@ def test_eacces_on_removing_a_stale_node_leaves_it_and_publishes_the_rest(
 def test_quota_or_space_exhausted_mid_transaction_keeps_the_old_tree(
         daemon, proxy, guest, state, published, rule):
     proxy.rules.append(rule)
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
     assert rule.fired == 1
@@ -258,7 +258,7 @@ def test_e2big_from_the_daemon_skips_that_key_with_a_warning(daemon, proxy, gues
 def test_huge_os_name_is_cut_and_never_sent_oversize(daemon, proxy, guest, state, name):
     guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
                        'os_uname="6.1.0-25-amd64"\nos_name="%s"\n' % name)
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     run(daemon, guest.root, state, "--section", "os", env=proxy.env(daemon.env()))
     published = raw_read(daemon, HOME + "/data/os_name").decode("utf-8")   # valid UTF-8
     assert published and name.startswith(published)
@@ -280,7 +280,7 @@ def test_a_value_over_the_limit_is_cut_by_the_publisher(daemon, guest, state):
     """A PARTUUID of 3000 bytes in the udev database ends up in a volume's name."""
     uuid = "u" * 3000
     guest.block.udev((202, 1), {"ID_FS_TYPE": "ext4", "ID_PART_ENTRY_UUID": uuid})
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", "volumes")
     assert res.stderr.splitlines() == [
         "xe-oneshot: data/volumes/0/name: value of 3012 bytes cut to 2048"]
@@ -293,7 +293,7 @@ def test_a_mount_point_over_the_limit_is_cut_or_skipped_with_a_warning(daemon, g
     point = "/" + "/".join(["m" * 199] * 15)
     assert len(point) == 3000
     guest.block.mount((202, 1), point, "ext4", "/dev/xvda1")
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", "volumes")
     assert len(res.stderr.splitlines()) == 1, res.stderr
     published = daemon.read(HOME + "/data/volumes/0/mount_points/0")
@@ -315,7 +315,7 @@ def test_a_mount_point_over_the_limit_is_cut_or_skipped_with_a_warning(daemon, g
 def test_connection_dropped_mid_transaction_publishes_nothing(daemon, proxy, guest, state,
                                                               published, rule):
     proxy.rules.append(rule)
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
     assert rule.fired == 1
@@ -371,12 +371,12 @@ def test_daemon_dying_mid_run_is_a_clean_failure(daemon, proxy, guest, state):
 
 def test_replies_in_one_byte_pieces_give_the_same_tree(daemon, proxy, guest, state):
     proxy.split = 1
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert res.stderr == ""
     assert home_tree(daemon) == expected_full()
     assert foreign_writes(daemon, mark) == []
-    mark = daemon.log_mark()
+    mark = log_mark(daemon)
     run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
-    assert daemon.writes_since(mark) == []          # unchanged: nothing written
+    assert changes_since(daemon, mark) == []          # unchanged: nothing written
     assert proxy.counts["transaction_start"] == 2
