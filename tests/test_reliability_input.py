@@ -180,11 +180,11 @@ SYSFS_TEXT = st.one_of(
     st.just(b"\xff\xfe\n"), st.just(b"1 2\n"), st.binary(max_size=40),
     st.text(max_size=20).map(str.encode), st.integers(-5, 2 ** 70).map(lambda n: b"%d\n" % n))
 
-#: ``partition`` files and /proc/swaps are fuzzed once the bug pinned by
-#: test_digit_strings_int_refuses_skip_the_device is fixed: add them here then.
 SYSFS_FILES = ["/sys/block/xvda/size", "/sys/block/xvda/dev", "/sys/block/xvda/xvda1/size",
-               "/sys/block/xvda/xvda1/dev", "/sys/block/xvda/device/nodename",
-               "/sys/block/xvda/xvda2/size", "/run/udev/data/b202:1", "/run/udev/data/b202:2"]
+               "/sys/block/xvda/xvda1/dev", "/sys/block/xvda/xvda1/partition",
+               "/sys/block/xvda/xvda2/partition", "/sys/block/xvda/device/nodename",
+               "/sys/block/xvda/xvda2/size", "/run/udev/data/b202:1", "/run/udev/data/b202:2",
+               "/proc/swaps"]
 
 
 @FUZZ
@@ -200,10 +200,6 @@ def test_sysfs_and_udev_files_empty_huge_or_non_numeric(xs, files):
     assert rc == 0, stderr                      # a garbled device is skipped, not fatal
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sections/volumes.py tests numbers with "
-                   "str.isdigit() then calls int(): superscript digits and strings over "
-                   "Python's 4300-digit limit raise ValueError and fail the whole section "
-                   "instead of skipping that device (read_disks: partition; parse_swaps)")
 @pytest.mark.parametrize("guest_path,data", [
     ("/sys/block/xvda/xvda1/partition", b"\xc2\xb2\n"),          # "²"
     ("/sys/block/xvda/xvda1/partition", b"9" * 5000 + b"\n"),
@@ -211,7 +207,7 @@ def test_sysfs_and_udev_files_empty_huge_or_non_numeric(xs, files):
     ("/proc/swaps", b"/dev/xvda2 partition 1 " + b"9" * 5000 + b" -2\n"),
 ], ids=["partition-superscript", "partition-5000-digits", "swaps-superscript",
         "swaps-5000-digits"])
-def test_digit_strings_int_refuses_skip_the_device(xs, guest_path, data):
+def test_digit_strings_int_refuses_skip_only_that_device(xs, guest_path, data):
     with guest_dir() as root:
         full_guest(root)
         (root / guest_path.lstrip("/")).write_bytes(data)
@@ -222,15 +218,8 @@ def test_digit_strings_int_refuses_skip_the_device(xs, guest_path, data):
 
 # -- mount points: spaces, octal escapes, non-UTF-8 --------------------------------------
 
-def _splits_fields(component: bytes) -> bool:
-    """Whitespace the kernel does not escape (\\v, \\f, \\r, NBSP, ...): the known
-    mountinfo bug (see the xfail test below); drop this filter once it is fixed."""
-    return any(c.isspace() and c not in " \t\n" for c in component.decode("utf-8", "replace"))
-
-
 _COMPONENT = st.binary(min_size=1, max_size=20).filter(
-    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
-    and not _splits_fields(b))
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b".."))
 MOUNT_POINTS = st.lists(st.lists(_COMPONENT, min_size=1, max_size=3).map(
     lambda parts: b"/" + b"/".join(parts)), min_size=1, max_size=5)
 
@@ -265,10 +254,6 @@ def test_mount_points_with_spaces_escapes_and_non_utf8_bytes(xs, points):
     assert xs.read(HOME + "/data/volumes/0/name") == "/dev/xvda1(%s)" % PARTUUID
 
 
-@pytest.mark.xfail(strict=True, reason="bug: mountinfo.parse_line splits with str.split(), "
-                   "which also splits on whitespace the kernel leaves unescaped (\\v \\f "
-                   "\\r \\x1c-\\x1f NBSP U+2028 ...): the mount point is cut there or the "
-                   "line dropped; split on ' '")
 @pytest.mark.parametrize("point", ["/mnt/a\vb", "/mnt/a\fb", "/mnt/a\rb", "/mnt/a\x1cb",
                                    "/mnt/a\u00a0b", "/mnt/a\u2028b", "/mnt/a\x85b"])
 def test_mount_point_with_unescaped_whitespace_is_kept(xs, point):
@@ -280,9 +265,6 @@ def test_mount_point_with_unescaped_whitespace_is_kept(xs, point):
         shown(point).encode()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: mountinfo.unescape re-decodes text that is "
-                   "already UTF-8 as if it were latin-1 bytes: '/Ã© x' comes out '/é x'; "
-                   "read mountinfo as bytes, or drop the latin-1 round trip")
 def test_mount_point_text_is_not_decoded_twice(xs):
     point = "/mnt/\u00c3\u00a9 x"            # "Ã© x": UTF-8 c3 83 c2 a9 20 78
     with guest_dir() as root:
