@@ -237,6 +237,20 @@ def expected_full(meminfo_free: str = "1500000", vif: Optional[Dict[str, str]] =
     return tree
 
 
+def run_in_process(*argv: str) -> Tuple[int, str]:
+    """``xe_oneshot.cli.main(argv)`` in this process (XenStore from XENSTORED_PATH);
+    returns (exit status, what it wrote to stderr)."""
+    import contextlib
+    import io
+    import logging
+    from xe_oneshot.cli import main
+    logging.getLogger("xe_oneshot").handlers.clear()   # log to this call's stderr
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(list(argv))
+    return rc, err.getvalue()
+
+
 def collector(root: Path, state: Path, *args: str, netns: Optional[str] = None) -> List[str]:
     """The argv of one ``xe-oneshot`` process (inside network namespace ``netns``)."""
     cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(root), "--state-dir",

@@ -8,7 +8,6 @@ seed), and every value is clean text (UTF-8, no control characters, <= 2048 byte
 """
 
 import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from tests.blockdev import mountinfo_escape
 from tests.fakeguest import MEMINFO, FakeGuest
 from tests.reliability import (PARTUUID, foreign_writes, full_guest, log_mark, raw_tree,
-                               strangers, unclean_values)
+                               run_in_process, strangers, unclean_values)
 from tests.test_collector_e2e import HOME
 from xe_oneshot.guest import Root
 
@@ -47,15 +46,9 @@ def xs(xenstored, tmp_path_factory):
 
 def publish(xs, root, *sections):
     """One in-process run; returns (exit status, stderr) after the common checks."""
-    import logging
-    from xe_oneshot.cli import main
-    logging.getLogger("xe_oneshot").handlers.clear()   # log to this call's stderr
-    err = io.StringIO()
     mark = log_mark(xs)
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main(["--root", str(root), "--state-dir", str(xs.state),
-                   "--section", ",".join(sections)])
-    stderr = err.getvalue()
+    rc, stderr = run_in_process("--root", str(root), "--state-dir", str(xs.state),
+                                "--section", ",".join(sections))
     assert rc in (0, 1), stderr
     assert "Traceback" not in stderr
     assert foreign_writes(xs, mark) == []

@@ -11,8 +11,11 @@ half-published"), and a clean run repairs it.
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from tests.fault_proxy import FaultProxy, Rule
 from tests.reliability import (changes_since, collector, expected_full, foreign_requests,
@@ -380,3 +383,85 @@ def test_replies_in_one_byte_pieces_give_the_same_tree(daemon, proxy, guest, sta
     run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert changes_since(daemon, mark) == []          # unchanged: nothing written
     assert proxy.counts["transaction_start"] == 2
+
+
+# -- any single fault: all or nothing --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One daemon and proxy for the property test; XENSTORED_PATH set to the proxy."""
+    base = tmp_path_factory.mktemp("shared")
+    try:
+        d = XenStored(base / "xsd", seed=full_seed()).start()
+    except Unavailable as err:
+        pytest.skip("real xenstored unavailable: %s" % err)
+    old = os.environ.get("XENSTORED_PATH")
+    with FaultProxy(d.socket, base / "proxy.sock") as p:
+        os.environ["XENSTORED_PATH"] = str(p.path)
+        try:
+            yield d, p
+        finally:
+            if old is None:
+                del os.environ["XENSTORED_PATH"]
+            else:
+                os.environ["XENSTORED_PATH"] = old
+    d.stop()
+
+
+_OWNED_PATH = "^(data|attr|control)/"      # faults on our own nodes, not on what we read
+_FAULTS = st.one_of(
+    st.builds(lambda op, nth, error: Rule(op=op, nth=nth, error=error,
+                                          path=None if op in ("transaction_start", "commit")
+                                          else _OWNED_PATH),
+              st.sampled_from(["read", "directory", "write", "rm", "transaction_start",
+                               "commit"]),
+              st.integers(1, 6),
+              st.sampled_from(["EACCES", "EAGAIN", "EQUOTA", "ENOSPC", "E2BIG", "EINVAL",
+                               "EIO", "ENOMEM", "EBUSY"])),
+    st.builds(lambda op, nth, action: Rule(op=op, nth=nth, action=action,
+                                           path=None if op in ("transaction_start", "commit")
+                                           else _OWNED_PATH),
+              st.sampled_from(["read", "directory", "write", "rm", "transaction_start",
+                               "commit"]),
+              st.integers(1, 6), st.sampled_from(["drop", "bad_reply"])))
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rule=_FAULTS)
+def test_any_single_fault_publishes_all_or_nothing(shared, rule):
+    """Whatever one request dom0 breaks: either the new tree (minus keys named in a
+    warning as not written or not removed), exit 0; or exactly the old tree, exit 4,
+    one line."""
+    import tempfile
+    from tests.reliability import run_in_process
+    daemon, proxy = shared
+    with tempfile.TemporaryDirectory() as tmp:
+        guest = full_guest(Path(tmp) / "guest")
+        state = Path(tmp) / "state"
+        proxy.reset()
+        args = ("--root", str(guest.root), "--state-dir", str(state), "--section", SECTIONS)
+        assert run_in_process(*args) == (0, "")
+        old = home_tree(daemon)
+        assert old == expected_full()
+        change(guest)
+        proxy.rules.append(rule)
+        rc, stderr = run_in_process(*args)
+        proxy.reset()
+    event("exit %d, fault %s" % (rc, "fired" if rule.fired else "not reached"))
+    tree = home_tree(daemon)
+    assert "Traceback" not in stderr
+    if not rule.fired:
+        assert rc == 0 and stderr == "" and tree == expected_new()
+    if rc == 4:
+        assert len(stderr.splitlines()) == 1 and "nothing published" in stderr, stderr
+        assert tree == old
+        return
+    assert rc == 0, stderr
+    new = expected_new()
+    differ = sorted(k for k in set(tree) | set(new) if tree.get(k) != new.get(k))
+    named = [k for k in differ
+             if any(k.startswith(line.split(": ")[1]) for line in stderr.splitlines())]
+    assert differ == named, (differ, stderr)
+    for key in differ:                              # what was not done is the old state
+        assert tree.get(key) == old.get(key), key
