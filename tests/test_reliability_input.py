@@ -44,7 +44,7 @@ def xs(xenstored, tmp_path_factory):
         os.environ["XENSTORED_PATH"] = old
 
 
-def publish(xs, root, *sections):
+def publish(xs, root, *sections, allowed=()):
     """One in-process run; returns (exit status, stderr) after the common checks."""
     mark = log_mark(xs)
     rc, stderr = run_in_process("--root", str(root), "--state-dir", str(xs.state),
@@ -54,8 +54,9 @@ def publish(xs, root, *sections):
     assert foreign_writes(xs, mark) == []
     tree = raw_tree(xs)
     seeded = [k for k in tree if k.startswith(SEEDED_PREFIXES)]
-    assert strangers(tree, seeded) == []
-    assert unclean_values({k: v for k, v in tree.items() if k not in seeded}) == {}
+    assert strangers(tree, seeded + list(allowed)) == []
+    assert unclean_values({k: v for k, v in tree.items()
+                           if k not in seeded and k not in allowed}) == {}
     return rc, stderr
 
 
@@ -432,3 +433,49 @@ def test_disk_backend_path_pointing_elsewhere(xs, backend, dev):
     assert rc == 0
     extent = raw_tree(xs, HOME + "/data/volumes/0")["extents/0"].decode()
     assert extent in ("", shown(dev))
+
+
+# -- garbage already under our keys (an older agent, a person, a half-done tool) -----------
+
+_NAME = st.text("abzAZ09_@-", min_size=1, max_size=5)
+_OWNED_ROOTS = ["attr/vif", "xenserver/attr/net-sriov-vf", "data/volumes", "attr/PVAddons"]
+_GARBAGE = st.dictionaries(
+    st.tuples(st.sampled_from(_OWNED_ROOTS), st.lists(_NAME, min_size=1, max_size=3)).map(
+        lambda t: "/".join([t[0]] + t[1])),
+    st.one_of(st.text(max_size=20), st.just("192.0.2.1"), st.just("x" * 2000)), max_size=8)
+_NEIGHBOURS = st.dictionaries(
+    st.tuples(st.sampled_from(["data", "attr", "control", "xenserver/attr"]), _NAME).map(
+        lambda t: "%s/zz-%s" % t),
+    st.text(max_size=20), max_size=4)
+
+
+@FUZZ
+@given(garbage=_GARBAGE, neighbours=_NEIGHBOURS)
+def test_garbage_under_our_keys_is_replaced_and_neighbours_kept(xs, garbage, neighbours):
+    from tests.reliability import expected_full, full_seed
+    with _client() as c:
+        for root in ("attr", "data", "control", "xenserver", "device", "backend"):
+            _rm(c, root)
+        for path, value in list(garbage.items()) + list(neighbours.items()) + full_seed():
+            c.write(path, value)
+    with guest_dir() as root:
+        full_guest(root)
+        publish(xs, root, "all", allowed=neighbours)
+    tree = {k: v.decode() for k, v in raw_tree(xs).items()
+            if not k.startswith(SEEDED_PREFIXES)}
+    tree.pop("data/updated", None)
+    expected = {k: v for k, v in expected_full().items() if not k.startswith(SEEDED_PREFIXES)}
+    for path, value in neighbours.items():          # not ours: left exactly as they were
+        assert tree.pop(path) == value
+        parent = path.rsplit("/", 1)[0]
+        if parent == "xenserver/attr":
+            tree.pop("xenserver", None), tree.pop("xenserver/attr", None)
+    tree = {k: v for k, v in tree.items() if not (k in ("xenserver", "xenserver/attr")
+                                                  and v == "")}
+    # Exactly our nodes; leaf values exact. A value planted on a node that has children
+    # of ours (data/volumes/0 = "0") stays: the toolstack reads only leaves, and clearing
+    # it would cost a read of every interior node on every run.
+    interior = {k.rsplit("/", 1)[0] for k in expected if "/" in k}
+    assert sorted(tree) == sorted(expected)
+    assert {k: v for k, v in tree.items() if k not in interior} == \
+        {k: v for k, v in expected.items() if k not in interior}
