@@ -71,6 +71,7 @@ TARGETS = {"memory": 1.5, "ephemeral": 2.0, "all": 4.0}
 LAUNCHER = """#!{python}{flags}
 import sys
 sys.path[:0] = {paths!r}
+sys.path.extend({site!r})
 from xe_oneshot.cli import main
 sys.exit(main())
 """
@@ -193,14 +194,15 @@ class Interpreter:
                                  .replace("@FUNC@", "main"))
             installed.chmod(0o755)
             self.launchers["installed (packaging/launcher.in: -I)"] = [str(installed)]
-        for name, flags, text, paths in (
-                ("plain", "", LAUNCHER, [str(lib)]),
-                ("-I", " -I", LAUNCHER, [str(lib)]),
-                ("-I -S (+ site dirs in sys.path)", " -IS", LAUNCHER, [str(lib)] + self.site),
-                ("pip console script", "", PIP_LAUNCHER, [str(lib)])):
+        for name, flags, text, site in (
+                ("plain", "", LAUNCHER, []),
+                ("-I", " -I", LAUNCHER, []),
+                ("-I -S (site dirs appended to sys.path)", " -IS", LAUNCHER, self.site),
+                ("pip console script", "", PIP_LAUNCHER, [])):
             script = self.dir / "bin" / ("xe-oneshot-" + (
                 "pip" if name.startswith("pip") else flags.strip() or "plain"))
-            script.write_text(text.format(python=path, flags=flags, paths=paths))
+            script.write_text(text.format(python=path, flags=flags, paths=[str(lib)],
+                                          site=site))
             script.chmod(0o755)
             self.launchers[name] = [str(script)]
         self.launchers["python3 -m xe_oneshot"] = [path, "-m", "xe_oneshot"]
