@@ -176,7 +176,7 @@ class Interpreter:
         self.label = label
         self.path = path
         self.version = sh(path, "-c", "import sys; print(sys.version.split()[0])").strip()
-        probe = sh(path, "-c", "import site, psutil, sh, xattr; print(repr(site.getsitepackages()));"
+        probe = sh(path, "-c", "import site, psutil, sh; print(repr(site.getsitepackages()));"
                    "print(psutil.__version__, sh.__version__)").splitlines()
         self.site = [p for p in eval(probe[0]) if os.path.isdir(p)]  # noqa: S307 (our output)
         self.deps = probe[1]
