@@ -465,3 +465,21 @@ def test_any_single_fault_publishes_all_or_nothing(shared, rule):
     assert differ == named, (differ, stderr)
     for key in differ:                              # what was not done is the old state
         assert tree.get(key) == old.get(key), key
+
+
+@pytest.mark.parametrize("kind", ["missing", "regular-file", "directory", "dead-socket"])
+def test_no_usable_xenstore_socket_is_exit_3_in_one_line(guest, state, tmp_path, kind):
+    import socket
+    path = tmp_path / "xs-socket"
+    if kind == "regular-file":
+        path.write_text("")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "dead-socket":                # a daemon that died and left its socket
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        sock.close()
+    env = dict(os.environ, XENSTORED_PATH=str(path))
+    res = run(None, guest.root, state, "--section", SECTIONS, env=env, check=False)
+    assert res.returncode == 3
+    one_line(res, "no XenStore", str(path))
