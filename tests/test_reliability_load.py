@@ -235,3 +235,23 @@ def test_a_run_killed_while_saving_the_fallback_state_file_is_repaired(daemon, g
         env=env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0", "0", "lock", "state"], res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("sig,status", [(signal.SIGTERM, -signal.SIGTERM),
+                                        (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_stopped_mid_transaction_quietly_then_the_next_run_repairs(daemon, proxy, guest,
+                                                                   state, published, sig,
+                                                                   status):
+    """systemd's stop (SIGTERM) or a person's Ctrl-C at the worst moment."""
+    rule = Rule(op="commit", action="swallow")
+    proxy.rules.append(rule)
+    proc = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", SECTIONS))
+    wait_for(lambda: rule.fired == 1, what="the run to reach its commit")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == status and "Traceback" not in err, err
+    assert home_tree(daemon) == published
+    proxy.reset()
+    run(daemon, guest.root, state, "--section", SECTIONS)
+    assert home_tree(daemon) == expected_new()
+    assert sorted(os.listdir(state)) == ["lock", "state"]
