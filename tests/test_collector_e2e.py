@@ -284,3 +284,30 @@ def test_endless_conflicts_fail_cleanly_with_nothing_published(fresh_xenstored, 
     assert len(res.stderr.splitlines()) == 1 and "EAGAIN" in res.stderr
     assert fresh_xenstored.tree(HOME) == {}
     assert 2 < proxy.counts["commit"] <= 12
+
+
+def test_transactions_hold_only_changes_and_stay_under_the_guest_quota(
+        fresh_xenstored, proxy):
+    """oxenstored refuses a guest's transaction past 1024 requests (dom0's socket is
+    exempt, so count them at the proxy): reads happen outside, a huge change is cut
+    between volumes, an unchanged rerun starts no transaction."""
+    from collections import Counter
+
+    from xe_oneshot.publisher import Policy, Publisher
+    from xe_oneshot.xenstore import Client
+
+    wanted = {"data/volumes/%d/%s" % (n, k): "v%d" % n for n in range(40) for k in "abcde"}
+    with Client.open(env={"XENSTORED_PATH": str(proxy.path)}) as client:
+        plan = Publisher(client, Policy(), max_ops=50).publish(
+            ["data/volumes"], dict(wanted), {})
+        per_tx = Counter(tx for _, _, tx in proxy.requests if tx)
+        assert len(plan.writes) == 200 and plan.removes == []
+        assert len(per_tx) == 5 and max(per_tx.values()) <= 50
+        assert proxy.counts["transaction_start"] == 5 and proxy.counts["commit"] == 5
+        assert not any(op in ("read", "directory") for op, _, tx in proxy.requests if tx)
+        tree = fresh_xenstored.tree(HOME + "/data/volumes")
+        assert {k: v for k, v in tree.items() if "/" in k} == {
+            k[len("data/volumes/"):]: v for k, v in wanted.items()}
+        proxy.reset()
+        Publisher(client, Policy(), max_ops=50).publish(["data/volumes"], dict(wanted), {})
+        assert proxy.counts["transaction_start"] == 0 and proxy.counts["write"] == 0

@@ -263,3 +263,23 @@ def test_record_behaves_like_the_dataclass_parts_we_use():
     assert Key("a") == Key("a") and len({Key("a"), Key("a")}) == 1
     with pytest.raises(AttributeError):
         Key("a").path = "b"
+
+
+# -- splitting a huge change ---------------------------------------------------------------
+
+def test_split_keeps_small_plans_whole_and_cuts_large_ones_between_units():
+    from xe_oneshot.publisher import Plan, split
+    owned = ["data/volumes", "data/meminfo_free"]
+    small = Plan(writes={"data/meminfo_free": "1", "data/volumes/0/name": "x"},
+                 removes=["data/volumes/3"])
+    assert split(small, owned, 10) == [[("data/meminfo_free", "1"),
+                                        ("data/volumes/0/name", "x"),
+                                        ("data/volumes/3", None)]]
+    writes = {"data/volumes/%d/%s" % (n, k): "v" for n in range(10) for k in "abc"}
+    batches = split(Plan(writes=writes), owned, 7)
+    assert [len(b) for b in batches] == [6, 6, 6, 6, 6]          # 2 volumes of 3 each
+    assert [k for b in batches for k, _ in b] == list(writes)
+    for batch in batches:                                       # no volume cut in two
+        assert len({k.split("/")[2] for k, _ in batch}) * 3 == len(batch)
+    huge = {"attr/vif/0/ipv4/%d" % n: "v" for n in range(5)}
+    assert [len(b) for b in split(Plan(writes=huge), ["attr/vif"], 2)] == [2, 2, 1]

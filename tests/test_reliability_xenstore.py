@@ -155,40 +155,25 @@ class Hammer:
         self.client.close()
 
 
-def test_a_writer_hammering_our_keys_exhausts_the_bound_cleanly(daemon, proxy, guest,
-                                                                  state, published):
+def test_a_writer_hammering_our_keys_does_not_starve_the_run(daemon, proxy, guest, state,
+                                                             published):
+    """The transaction holds only the run's writes (the plan is read before it), so
+    oxenstored replays it over the other writer's commits instead of answering EAGAIN:
+    one commit, everything published. (C xenstored would conflict; the bound on retries
+    is tested with the proxy above.)"""
     with Hammer(daemon) as hammer:
-        started = time.monotonic()
         res = run(daemon, guest.root, state, "--section", SECTIONS,
                   env=proxy.env(daemon.env()), check=False)
-        elapsed = time.monotonic() - started
-    assert hammer.writes > 100
-    assert res.returncode == 4, res.stderr
-    one_line(res, "EAGAIN", "nothing published")
-    assert proxy.counts["commit"] == 10          # (the daemon rotates its access log
-    assert elapsed < 8, elapsed                   #  under the hammer: count here)
-    # Nothing of the run is visible: every key but the hammered one is the old tree's.
-    tree = home_tree(daemon)
-    assert tree.pop("data/meminfo_free") == str(hammer.writes - 1)
-    old = dict(published)
-    del old["data/meminfo_free"]
-    assert tree == old
-    assert foreign_requests(proxy) == []
-    repaired(daemon, guest, state)
-
-
-def test_a_writer_hammering_for_a_while_is_outlasted(daemon, proxy, guest, state, published):
-    with Hammer(daemon, until=lambda: proxy.counts["commit"] >= 3) as hammer:
-        res = run(daemon, guest.root, state, "--section", SECTIONS,
-                  env=proxy.env(daemon.env()))
     assert hammer.writes > 10
-    assert 3 <= proxy.counts["commit"] <= 10      # conflicted at least twice, then made it
-    assert res.stderr == ""
-    assert home_tree(daemon) == expected_new()
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert proxy.counts["commit"] == 1
+    tree = home_tree(daemon)
+    assert tree.pop("data/meminfo_free") == str(hammer.writes - 1)   # the last writer's
+    new = expected_new()
+    del new["data/meminfo_free"]
+    assert tree == new
     assert foreign_requests(proxy) == []
 
-
-# -- EACCES on one key -----------------------------------------------------------------
 
 def test_eacces_on_one_key_publishes_the_rest(daemon, proxy, guest, state, published):
     proxy.rules.append(Rule(op="write", path="^data/os_name$", error="EACCES"))
@@ -382,7 +367,8 @@ def test_replies_in_one_byte_pieces_give_the_same_tree(daemon, proxy, guest, sta
     mark = log_mark(daemon)
     run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert changes_since(daemon, mark) == []          # unchanged: nothing written
-    assert proxy.counts["transaction_start"] == 2
+    assert proxy.counts["transaction_start"] == 1     # ... and no transaction either
+    assert proxy.counts["read"] > 10                  # though it read it all, in pieces
 
 
 # -- any single fault: all or nothing --------------------------------------------------

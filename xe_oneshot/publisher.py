@@ -1,14 +1,16 @@
 """The one writer: diff the collected keys against XenStore and apply them atomically.
 
-For the sections of a run, inside one XenStore transaction:
+For the sections of a run:
 
-1. read what is there under the paths the sections own (``OWNS``): a listing of every
-   node, and the value of every node the sections want to set;
-2. write the keys whose value differs, remove the nodes no section reports any more
-   (only inside the owned paths: never anything else), and write ``data/updated`` when
-   anything changed;
-3. commit (abort when nothing changed: an unchanged guest costs dom0 no write at all);
-   on EAGAIN (another writer committed first) run it all again, with a bounded backoff.
+1. read what is there under the paths the sections own (``OWNS``): the nodes leading
+   to the wanted keys and the values of those keys (outside any transaction: an
+   unchanged guest costs reads only, no transaction, no write);
+2. plan: the keys whose value differs, the nodes no section reports any more (only
+   inside the owned paths: never anything else);
+3. make those changes, and ``data/updated``, in one transaction; on EAGAIN (another
+   writer committed first) run it again, with a bounded backoff. Only a change larger
+   than one guest transaction may hold (``MAX_TRANSACTION_OPS``: hundreds of volumes
+   published at once) is cut into several, between volumes or interfaces.
 
 Change policy for wandering values (``Collected.tolerance``: free memory, free space): a
 new value within ``threshold`` × tolerance of the published one is not written until the
@@ -30,13 +32,17 @@ from .records import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional, Set
+    from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 LOG = log.getLogger(__name__)
 
 #: oxenstored refuses values over 2048 bytes (E2BIG); C xenstored's default quota is the
 #: same. The toolstack has no use for longer ones.
 MAX_VALUE = 2048
+
+#: oxenstored answers a guest EQUOTA past 1024 requests in one transaction
+#: (``quota-maxrequests``); dom0's socket is exempt, so tests never see it.
+MAX_TRANSACTION_OPS = 1000
 
 #: ``data/updated``: the toolstack re-reads the guest's metrics when it changes.
 UPDATED = "data/updated"
@@ -120,6 +126,29 @@ def diff(existing: Dict[str, Optional[str]], nodes: Set[str], owned: Iterable[st
     return plan
 
 
+def split(plan: Plan, owned: Iterable[str], budget: int) -> List[List[Tuple[str, Optional[str]]]]:
+    """The plan's changes as ``(key, value or None to remove)`` batches of at most
+    ``budget``, one per transaction. Nearly always a single batch; a very large first
+    publication (hundreds of volumes) is cut between units (``data/volumes/<n>``,
+    ``attr/vif/<id>``), never inside one unless the unit alone exceeds the budget.
+    """
+    units: Dict[str, List[Tuple[str, Optional[str]]]] = {}
+    changes = list(plan.writes.items()) + [(node, None) for node in plan.removes]
+    for key, value in changes:
+        root = owner(key, owned) or key
+        rest = key[len(root) + 1:].split("/", 1)[0]
+        units.setdefault(root + "/" + rest if rest else root, []).append((key, value))
+    batches: List[List[Tuple[str, Optional[str]]]] = [[]]
+    for unit in units.values():
+        if batches[-1] and len(batches[-1]) + len(unit) > budget:
+            batches.append([])
+        for change in unit:
+            if len(batches[-1]) >= budget:
+                batches.append([])
+            batches[-1].append(change)
+    return batches
+
+
 def _within(old: str, new: str, tolerance: int, policy: Policy, key: str) -> bool:
     try:
         moved = abs(int(new) - int(old))
@@ -131,12 +160,14 @@ def _within(old: str, new: str, tolerance: int, policy: Policy, key: str) -> boo
 
 
 class Publisher:
-    """Applies the collected keys of a run's sections in one transaction."""
+    """Applies the collected keys of a run's sections: plan, then one transaction."""
 
-    def __init__(self, client, policy: Policy, attempts: int = 10):
+    def __init__(self, client, policy: Policy, attempts: int = 10,
+                 max_ops: int = MAX_TRANSACTION_OPS):
         self.client = client
         self.policy = policy
         self.attempts = attempts
+        self.max_ops = max_ops
 
     def publish(self, owned: List[str], wanted: Dict[str, str],
                 tolerance: Dict[str, int], dry_run: bool = False) -> Plan:
@@ -146,22 +177,25 @@ class Publisher:
                 LOG.warning("%s: not under the sections' own keys, not published", key)
                 del wanted[key]
         wanted = {k: clean_value(k, v) for k, v in wanted.items()}
-
-        def attempt(tx: int) -> Plan:
-            nodes, existing = self._read(tx, owned, wanted)
-            plan = diff(existing, nodes, owned, wanted, tolerance, self.policy)
-            if dry_run or not plan.changed:
-                return plan
-            self._apply(tx, plan)
-            if plan.changed:
-                self._write(tx, UPDATED, time.asctime(), plan)
+        # The plan comes from reads outside any transaction: an unchanged guest costs
+        # reads only, and the transaction holds nothing but the changes (oxenstored
+        # counts every request of a guest's transaction against its quota, and replays
+        # them all on a conflict).
+        nodes, existing = self._read(0, owned, wanted)
+        plan = diff(existing, nodes, owned, wanted, tolerance, self.policy)
+        if dry_run:
             return plan
-
-        # Commit only what changed: an unchanged guest ends with an abort.
-        plan = self.client.transaction(attempt, attempts=self.attempts, backoff=0.005,
-                                       commit_if=lambda p: p.changed and not dry_run)
-        if not dry_run:
-            self._remember(plan, owned, wanted, tolerance)
+        if plan.changed:
+            batches = split(plan, owned, self.max_ops - 1)   # room for data/updated
+            if len(batches) > 1:
+                LOG.warning("%d changes: more than one transaction may hold, published "
+                            "in %d", sum(len(b) for b in batches), len(batches))
+            for n, batch in enumerate(batches):
+                last = n == len(batches) - 1
+                self.client.transaction(
+                    lambda tx, batch=batch, last=last: self._apply(tx, batch, plan, last),
+                    attempts=self.attempts, backoff=0.005)
+        self._remember(plan, owned, wanted, tolerance)
         return plan
 
     def _remember(self, plan: Plan, owned: List[str], wanted: Dict[str, str],
@@ -236,21 +270,28 @@ class Publisher:
 
     # -- writing ------------------------------------------------------------------
 
-    def _apply(self, tx: int, plan: Plan) -> None:
+    def _apply(self, tx: int, batch: List[Tuple[str, str]], plan: Plan, last: bool) -> None:
+        """Make the changes of ``batch`` (``(key, value)``; value None: remove) in ``tx``;
+        in the last batch, ``data/updated`` too. Safe to re-run on EAGAIN."""
         from .xenstore import XenStoreError
-        for key, value in list(plan.writes.items()):
-            self._write(tx, key, value, plan)
-        for node in list(plan.removes):
+        for key, value in batch:
+            if key in plan.denied:
+                continue
+            if value is not None:
+                self._write(tx, key, value, plan)
+                continue
             try:
-                self.client.rm(node, tx)
+                self.client.rm(key, tx)
             except XenStoreError as err:
                 if err.errno == ENOENT:
                     continue
                 if err.errno != EACCES:
                     raise
-                LOG.warning("%s: may not remove it (EACCES), left as is", node)
-                plan.removes.remove(node)
-                plan.denied.append(node)
+                LOG.warning("%s: may not remove it (EACCES), left as is", key)
+                plan.removes.remove(key)
+                plan.denied.append(key)
+        if last and plan.changed:
+            self._write(tx, UPDATED, time.asctime(), plan)
 
     def _write(self, tx: int, key: str, value: str, plan: Plan) -> None:
         from .xenstore import XenStoreError
@@ -262,4 +303,5 @@ class Publisher:
             LOG.warning("%s: not written (%s), the rest is published", key,
                         "EACCES" if err.errno == EACCES else "E2BIG")
             plan.writes.pop(key, None)
-            plan.denied.append(key)
+            if key not in plan.denied:
+                plan.denied.append(key)

@@ -315,15 +315,12 @@ class Client:
         self._request(Op.TRANSACTION_END, b"T\0" if commit else b"F\0", tx)
 
     def transaction(self, fn: "Callable[[int], T]", attempts: int = 8, backoff: float = 0.01,
-                    max_backoff: float = 0.5,
-                    commit_if: "Optional[Callable[[T], bool]]" = None) -> "T":
+                    max_backoff: float = 0.5) -> "T":
         """Run ``fn(tx)`` in a transaction and commit. On EAGAIN (at commit or from an
         operation inside) run it again, up to ``attempts`` times in all, sleeping an
         exponential backoff in between (``backoff`` doubling up to ``max_backoff``, times a
         jitter of 0.5-1.5). After the last attempt the EAGAIN error propagates. Any other
-        exception aborts the transaction and propagates. ``fn`` must be safe to re-run.
-        With ``commit_if``, a result it calls false ends the transaction with an abort
-        (a read-only pass that found nothing to change costs the daemon no commit)."""
+        exception aborts the transaction and propagates. ``fn`` must be safe to re-run."""
         delay = backoff
         attempt = 0
         while True:
@@ -340,7 +337,7 @@ class Client:
                 raise
             else:
                 try:
-                    self.transaction_end(tx, commit_if is None or bool(commit_if(result)))
+                    self.transaction_end(tx, True)
                     return result
                 except XenStoreError as err:
                     if err.errno != errno.EAGAIN or attempt >= attempts:
