@@ -4,8 +4,9 @@ Two files in ``--state-dir`` (default ``/run/xe-oneshot``, a tmpfs: forgotten at
 
 * ``lock``: runs serialize on an exclusive ``flock`` of it.
 * ``state``: the run state, kept as ``user.xe-oneshot.*`` extended attributes on the file
-  (``os.setxattr`` on its fd, or the ``xattr`` package where ``os`` lacks it), or, where the filesystem refuses ``user.`` attributes (tmpfs
-  before Linux 6.6), as ``name<TAB>value`` lines in the file itself, replaced atomically.
+  (``os.setxattr`` on its fd, or the ``xattr`` package where ``os`` lacks it), or, where
+  the filesystem refuses ``user.`` attributes (tmpfs before Linux 6.6), as
+  ``name<TAB>value`` lines in the file itself, replaced atomically.
 
 What is remembered: ``domid`` (the last ``unique-domain-id`` seen, to notice a migration
 or resume), ``started.<section>`` (when the last run of a section started, on the boot
