@@ -168,6 +168,7 @@ def test_state_dir_created_private_and_values_persist(tmp_path):
     with RunState(str(d)) as state:
         state.set("domid", "abc")
         state.mark_started(["memory"], 100.0)
+        state.save()
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(d / "state").st_mode) == 0o600
     assert os.getxattr(d / "state", "user.xe-oneshot.domid") == b"abc"

@@ -336,7 +336,6 @@ def _publish(opts: Options, sections: List[str], state, client, requested: float
             state.set("domid", domid)
         # Only now: an invocation waiting for the lock skips the sections a run started
         # after its request covered; a run that died or failed before here covered none.
-        for name in todo:
-            state.set("started." + name, repr(started))
+        state.mark_started(todo, started)
         state.save()
     return EXIT_SECTION_FAILED if failed else EXIT_OK

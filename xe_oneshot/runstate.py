@@ -224,9 +224,9 @@ class RunState:
         return out
 
     def mark_started(self, sections: Iterable[str], when: float) -> None:
+        """Note that a run of ``sections`` started at ``when`` (saved by save())."""
         for name in sections:
             self.set("started." + name, repr(when))
-        self.save()
 
 
 def _xattrs_of(fd: int):
