@@ -58,6 +58,7 @@ exit status:
   2  usage error
   3  no XenStore: not running as a Xen guest
   4  XenStore refused the run, or the state dir is unusable: nothing published
+     (unless a change too large for one transaction was cut, as the message says)
 """
 
 
@@ -263,7 +264,9 @@ def _run(opts: Options, sections: List[str]) -> int:
                          % err)
         return EXIT_NO_XENSTORE
     except XenStoreError as err:
-        sys.stderr.write("xe-oneshot: XenStore: %s; nothing published\n" % err)
+        sys.stderr.write("xe-oneshot: XenStore: %s; %s\n" % (
+            err, "published in part, the next run completes it"
+            if getattr(err, "partly_published", False) else "nothing published"))
         return EXIT_FAILED
     except OSError as err:
         sys.stderr.write("xe-oneshot: %s; nothing published\n" % err)

@@ -192,9 +192,13 @@ class Publisher:
                             "in %d", sum(len(b) for b in batches), len(batches))
             for n, batch in enumerate(batches):
                 last = n == len(batches) - 1
-                self.client.transaction(
-                    lambda tx, batch=batch, last=last: self._apply(tx, batch, plan, last),
-                    attempts=self.attempts, backoff=0.005)
+                try:
+                    self.client.transaction(
+                        lambda tx, batch=batch, last=last: self._apply(tx, batch, plan, last),
+                        attempts=self.attempts, backoff=0.005)
+                except OSError as err:
+                    err.partly_published = n > 0    # earlier batches are committed
+                    raise
         self._remember(plan, owned, wanted, tolerance)
         return plan
 
