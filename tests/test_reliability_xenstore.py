@@ -469,3 +469,34 @@ def test_no_usable_xenstore_socket_is_exit_3_in_one_line(guest, state, tmp_path,
     res = run(None, guest.root, state, "--section", SECTIONS, env=env, check=False)
     assert res.returncode == 3
     one_line(res, "no XenStore", str(path))
+
+
+# -- a change too large for one guest transaction --------------------------------------
+
+def _many_partitions(guest, count=350):
+    for n in range(3, 3 + count):
+        guest.block.partition("xvda", n, (202, n), 2048)
+
+
+def test_a_change_cut_into_transactions_fails_visibly_half_way(daemon, proxy, guest, state,
+                                                              published):
+    """350 new partitions are ~1050 writes: more than oxenstored lets a guest's
+    transaction hold, so the publisher cuts them between volumes. When a later
+    transaction fails, what the first ones published stays: the run must not claim
+    that nothing was published, and the next run completes the tree."""
+    _many_partitions(guest)
+    proxy.rules.append(Rule(op="commit", nth=2, error="EQUOTA"))
+    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
+              check=False)
+    assert proxy.counts["commit"] >= 2
+    assert res.returncode == 4
+    lines = res.stderr.splitlines()
+    assert any("more than one transaction" in line for line in lines), res.stderr
+    assert len(lines) == 2 and "EQUOTA" in lines[1], res.stderr
+    assert home_tree(daemon) != published                  # the first transaction's part
+    assert lines[1].endswith("published in part, the next run completes it")
+    proxy.reset()
+    run(daemon, guest.root, state, "--section", SECTIONS)
+    tree = home_tree(daemon)
+    assert len([k for k in tree if k.startswith("data/volumes/") and
+                k.endswith("/name")]) == 2 + 350
