@@ -151,9 +151,6 @@ def test_distribution_cache_file_garbage(xs, data):
     assert xs.read(HOME + "/data/os_distro") is not None
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sections/osinfo.py takes a facts file whose "
-                   "os_distro is empty as valid and publishes os_distro='' (and removes the "
-                   "other os keys); an empty os_distro should mean 'detect in-process'")
 @pytest.mark.parametrize("text", ['os_distro=\n', 'os_distro=""\nos_name="x"\n',
                                   'os_distro="  "\n'])
 def test_an_empty_os_distro_in_the_cache_means_detect(xs, text):

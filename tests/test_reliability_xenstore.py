@@ -255,8 +255,6 @@ def test_huge_os_name_is_cut_and_never_sent_oversize(daemon, proxy, guest, state
     assert daemon.read(HOME + "/data/os_distro") == "debian"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: sections/osinfo.py cuts values at "
-                   "distribution.MAX_VALUE silently; the issue wants a warning")
 def test_huge_os_name_is_cut_with_a_warning(daemon, guest, state):
     guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
                        'os_uname="6.1.0-25-amd64"\nos_name="%s"\n' % ("x" * 10000))

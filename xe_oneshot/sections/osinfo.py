@@ -2,8 +2,8 @@
 
 Source: the facts file ``/var/cache/xe-linux-distribution`` that ``xe-linux-distribution``
 writes at boot (``key="value"`` lines, escaping undone by
-:func:`~xe_oneshot.distribution.parse_facts`). When it is missing, or holds no
-``os_distro``, the distribution is detected in-process with the same rules, and
+:func:`~xe_oneshot.distribution.parse_facts`). When it is missing, or holds no (or an
+empty) ``os_distro``, the distribution is detected in-process with the same rules, and
 ``os_uname`` is the running kernel's.
 """
 
@@ -25,13 +25,20 @@ def collect(ctx: Context) -> Collected:
     path = distribution.FACTS_FILE
     text = distribution.read_release_file(ctx.root, path)
     values = distribution.parse_facts(text) if text is not None else {}
-    if "os_distro" not in values:
+    if not values.get("os_distro", "").strip():
         if text is not None:
-            LOG.warning("%s has no os_distro line: detecting the distribution", path)
+            LOG.warning("%s has no os_distro: detecting the distribution", path)
         found = distribution.detect(ctx.root)
         if found is None:
             raise SectionError("no Linux distribution recognised (and no %s)" % path)
         values = distribution.facts(found, os.uname().release)
-    # A hand-edited file must not make the transaction fail (E2BIG).
-    return Collected({"data/" + key: values[key][:distribution.MAX_VALUE]
-                      for key in distribution.KEYS if key in values})
+    out = {}
+    for key in distribution.KEYS:
+        if key in values:
+            value = values[key]
+            if len(value) > distribution.MAX_VALUE:   # a hand-edited file, say
+                LOG.warning("%s: %s of %d characters cut to %d", path, key, len(value),
+                            distribution.MAX_VALUE)
+                value = value[:distribution.MAX_VALUE]
+            out["data/" + key] = value
+    return Collected(out)
