@@ -11,12 +11,10 @@
   a network namespace (tests/netns.py) where a test needs addresses.
 """
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from tests.blockdev import FakeBlock, backend_seed, tree_of, volume
@@ -73,29 +71,14 @@ def is_ours(op: str, path: str) -> bool:
     return False                     # we never mkdir nor set permissions
 
 
-def log_mark(daemon) -> Tuple[int, int]:
-    """A position in the daemon's access log that survives its rotation (oxenstored
-    renames it to ``access.log.1`` every 13215 lines): (inode, size)."""
-    st = os.stat(daemon.access_log)
-    return (st.st_ino, st.st_size)
+def log_mark(daemon):
+    """A position in the daemon's access log (survives one rotation)."""
+    return daemon.log_mark()
 
 
 def entries_since(daemon, mark) -> list:
-    """Access-log entries since ``mark`` (from :func:`log_mark`, or a plain offset from
-    ``daemon.log_mark()``)."""
-    from tests.xenstored import XenStored
-    if isinstance(mark, int):
-        entries = daemon.log_since(mark)
-    else:
-        inode, offset = mark
-        if os.stat(daemon.access_log).st_ino == inode:
-            entries = daemon.log_since(offset)
-        else:
-            rotated = daemon.access_log.with_name(daemon.access_log.name + ".1")
-            assert os.stat(rotated).st_ino == inode, "access log rotated twice since the mark"
-            entries = (XenStored.log_since(SimpleNamespace(access_log=rotated), offset)
-                       + daemon.log_since(0))
-    return entries
+    """Access-log entries since ``mark``."""
+    return daemon.log_since(mark)
 
 
 def changes_since(daemon, mark) -> list:

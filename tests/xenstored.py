@@ -214,32 +214,44 @@ class XenStored:
             out[key] = _unquote_ls(value)
         return out
 
-    def log_mark(self) -> int:
-        """Position in the access log; pass it to :meth:`log_since`."""
+    def log_mark(self) -> Tuple[int, int]:
+        """Position in the access log; pass it to :meth:`log_since`. It survives one
+        rotation (oxenstored renames the log to ``access.log.1`` every 13215 lines, so
+        a plain offset would silently read a new, nearly empty log)."""
         try:
-            return self.access_log.stat().st_size
+            info = self.access_log.stat()
         except FileNotFoundError:
-            return 0
+            return (0, 0)
+        return (info.st_ino, info.st_size)
 
-    def log_since(self, mark: int = 0) -> List[LogEntry]:
+    def log_since(self, mark: Tuple[int, int] = (0, 0)) -> List[LogEntry]:
         """Access-log entries after ``mark`` (writes, rms, commits, connections...)."""
-        with open(self.access_log, "rb") as f:
-            f.seek(mark)
-            data = f.read().decode("utf-8", "replace")
-        entries = []
-        for line in data.splitlines():
-            m = _LOG_LINE.match(line)
-            if not m:
-                continue
-            path, _, value = m.group("rest").partition(" ")
-            entries.append(LogEntry(m.group("conn"), m.group("tx"), m.group("op"),
-                                    path, value))
-        return entries
+        inode, offset = mark
+        if inode and self.access_log.stat().st_ino != inode:
+            rotated = self.access_log.with_name(self.access_log.name + ".1")
+            assert rotated.stat().st_ino == inode, "access log rotated twice since the mark"
+            return _log_entries(rotated, offset) + _log_entries(self.access_log, 0)
+        return _log_entries(self.access_log, offset)
 
-    def writes_since(self, mark: int = 0) -> List[LogEntry]:
+    def writes_since(self, mark: Tuple[int, int] = (0, 0)) -> List[LogEntry]:
         """Only the entries that change the store: write, mkdir, rm, setperms."""
         return [e for e in self.log_since(mark)
                 if e.op in ("write", "mkdir", "rm", "setperms")]
+
+
+def _log_entries(path: Path, offset: int) -> List[LogEntry]:
+    """The entries of one access-log file after byte ``offset``."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read().decode("utf-8", "replace")
+    entries = []
+    for line in data.splitlines():
+        m = _LOG_LINE.match(line)
+        if not m:
+            continue
+        path_, _, value = m.group("rest").partition(" ")
+        entries.append(LogEntry(m.group("conn"), m.group("tx"), m.group("op"), path_, value))
+    return entries
 
 
 def _unquote_ls(value: str) -> str:
