@@ -170,9 +170,7 @@ class Interpreter:
     (``<dir>/bin/xe-oneshot`` from packaging/launcher.in over ``<dir>/lib/xe-oneshot``,
     byte-compiled), and launcher variants over the same package for comparison."""
 
-    def __init__(self, label: str, path: str, workdir: Path, package: Path,
-                 variant: bool = False):
-        self.variant = variant
+    def __init__(self, label: str, path: str, workdir: Path, package: Path):
         self.label = label
         self.path = path
         self.version = sh(path, "-c", "import sys; print(sys.version.split()[0])").strip()
@@ -227,38 +225,6 @@ def find_interpreters(args) -> List[Tuple[str, str]]:
         found.append(("debian", debian))
     found.append(("current", sys.executable))
     return found
-
-
-#: Fixes proposed for files this bench's author may not edit, applied to a copy of the
-#: package for the "+proposals" rows: (id, what, [(file, old text, new text)]).
-PROPOSALS = [
-    ("P1", "xenstore/transport.py: `_socket` instead of `socket` (whose import pulls in "
-     "enum, selectors, collections, math)",
-     [("xenstore/transport.py", "        import socket\n", "        import _socket as socket\n")]),
-    ("P2", "sections/network.py: addresses from one rtnetlink dump "
-     "(bench/proposals/netlink_addrs.py) instead of psutil, and `_socket`",
-     [("sections/network.py", "    import psutil  # lazily: only this section needs it\n",
-       "    from .. import netlink_addrs as psutil\n"),
-      ("sections/network.py", "\nimport socket\n", "\nimport _socket as socket\n")]),
-]
-
-
-def apply_proposals(package: Path, dest: Path) -> List[Tuple[str, str, bool]]:
-    """Copy ``package`` to ``dest`` with the proposals applied; which applied."""
-    shutil.copytree(package, dest, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(CHECKOUT / "bench" / "proposals" / "netlink_addrs.py", dest / "netlink_addrs.py")
-    done = []
-    for ident, what, edits in PROPOSALS:
-        ok = True
-        for name, old, new in edits:
-            path = dest / name
-            text = path.read_text()
-            if text.count(old) != 1:
-                ok = False
-                continue
-            path.write_text(text.replace(old, new))
-        done.append((ident, what, ok))
-    return done
 
 
 # -- the guest -----------------------------------------------------------------------
@@ -463,8 +429,6 @@ def cold_start(world: World, interps: List[Interpreter], vols: Sequence[Path],
                 argv = collector(interp, guest, state, "--section", section)
                 out["sections"].setdefault(section, {})[interp.label] = paired(
                     world, interp.bare(), argv, env, pairs)
-            if interp.variant:
-                continue
             for name, launcher in interp.launchers.items():
                 if quick and launcher != interp.entry():
                     continue
@@ -711,8 +675,7 @@ def report(results: Dict, interps: List[Interpreter]) -> str:
                    [[m["cpu"], m["cores"], m["kernel"] + " " + m["machine"], m["load"],
                      m["date"]]]), ""]
     parts.append(table(["interpreter", "path", "version", "psutil, sh"],
-                       [[i.label, i.path, i.version, i.deps] for i in interps
-                        if not i.variant]))
+                       [[i.label, i.path, i.version, i.deps] for i in interps]))
     parts.append("")
     cold = results.get("cold")
     if cold:
@@ -738,12 +701,6 @@ def report(results: Dict, interps: List[Interpreter]) -> str:
         parts.append(table(["run", "python", "bare wall ms", "wall ms", "ratio",
                             "bare CPU ms", "CPU ms", "CPU ratio", "peak RSS MiB", "target"],
                            rows))
-        if results.get("proposals"):
-            parts += ["", "Rows `%s+proposals`: the same, on a copy of the package with these "
-                      "fixes applied (files owned elsewhere; see bench/FIXES.md):" % results["main"],
-                      ""]
-            parts += ["- %s%s: %s" % (ident, "" if ok else " (**did not apply**: file changed)",
-                                      what) for ident, what, ok in results["proposals"]]
         parts += ["", "### Entry points (`--section memory`)", ""]
         rows = []
         for name, per in cold["launchers"].items():
@@ -872,14 +829,8 @@ def inner(args) -> int:
         interps = [Interpreter(label, path, workdir, world.package)
                    for label, path in find_interpreters(args)]
         main_interp = interps[0]
-        results: Dict = {"machine": machine(), "quick": args.quick, "proposals": [],
+        results: Dict = {"machine": machine(), "quick": args.quick,
                          "main": main_interp.label}
-        if not args.quick and not args.no_proposals:
-            applied = apply_proposals(Path(args.package), workdir / "proposed" / "xe_oneshot")
-            results["proposals"] = applied
-            interps.append(Interpreter(main_interp.label + "+proposals", main_interp.path,
-                                       workdir, workdir / "proposed" / "xe_oneshot",
-                                       variant=True))
         results["interpreters"] = {i.label: {"path": i.path, "version": i.version}
                                    for i in interps}
         only = set(args.only.split(",")) if args.only else \
@@ -925,7 +876,7 @@ def inner(args) -> int:
 def notes(interps: List[Interpreter]) -> List[str]:
     out = ["- The VIF of the small guest is a veth link in the bench's own network "
            "namespace (a real interface: its addresses come from the kernel through "
-           "psutil); the fake sysfs mirrors the namespace's `/sys/class/net` and marks it "
+           "rtnetlink); the fake sysfs mirrors the namespace's `/sys/class/net` and marks it "
            "`device/vif/0`.",
            "- The volumes' mount points are symlinks to two 64 MiB tmpfs mounts of the "
            "bench, so free space only changes when the bench changes it.",
@@ -961,9 +912,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--package", default=str(CHECKOUT / "xe_oneshot"),
                         help="the package directory to measure (e.g. an older version "
                         "for before/after figures; default the checkout's)")
-    parser.add_argument("--no-proposals", action="store_true",
-                        help="skip the rows measuring the proposed fixes (bench/bench.py "
-                        "PROPOSALS) on a patched copy of the package")
     parser.add_argument("--only", help="comma list of: cold,processes,traffic,scale,imports")
     args = parser.parse_args(argv)
     if args.output is None:
