@@ -501,3 +501,44 @@ def test_path_validation_agrees_with_the_daemon(xs):
         assert (daemon_code != errno.EINVAL) == ours_ok, (path, daemon_code)
 
     check()
+
+
+# -- pipelined reads and listings ----------------------------------------------------
+
+def test_read_many_and_directory_many_pipeline_and_keep_order(pxs, proxy, xenstored, base):
+    for n in range(150):
+        xenstored.write("%s/k%03d" % (base, n), "v%d" % n)
+    paths = ["%s/k%03d" % (base, n) for n in range(150)] + [base + "/missing"]
+    proxy.split = 1                                  # replies in pieces, as from xenbus
+    values = pxs.read_many(paths)
+    assert values == [b"v%d" % n for n in range(150)] + [None]
+    listings = pxs.directory_many([base, base + "/missing", base + "/k007"])
+    assert sorted(listings[0]) == ["k%03d" % n for n in range(150)]
+    assert listings[1:] == [None, []]
+    assert proxy.counts["read"] == 151 and proxy.counts["directory"] == 3
+
+
+def test_read_many_raises_the_first_error_once_all_replies_are_in(pxs, proxy, xenstored,
+                                                                  base):
+    for n in range(5):
+        xenstored.write("%s/k%d" % (base, n), str(n))
+    proxy.rules.append(Rule(op="read", path=r"/k2$", error="EACCES"))
+    paths = ["%s/k%d" % (base, n) for n in range(5)]
+    with pytest.raises(XenStoreError) as info:
+        pxs.read_many(paths)
+    assert info.value.errno == errno.EACCES and info.value.path == base + "/k2"
+    assert pxs.read(base + "/k4") == b"4"            # the stream is still in step
+
+
+def test_read_many_checks_every_path_before_sending(pxs, proxy, base):
+    with pytest.raises(InvalidArgument):
+        pxs.read_many([base + "/ok", base + "/bad path"])
+    assert proxy.counts["read"] == 0
+
+
+def test_read_many_bad_reply_is_a_clean_error(pxs, proxy, xenstored, base):
+    xenstored.write(base + "/a", "1")
+    proxy.rules.append(Rule(op="read", action="bad_reply", nth=2))
+    with pytest.raises(XenStoreError) as info:
+        pxs.read_many([base + "/a"] * 4)
+    assert info.value.errno == errno.EPROTO

@@ -232,45 +232,38 @@ class Publisher:
             parts = key.split("/")
             for i in range(1, len(parts)):
                 interior.add("/".join(parts[:i]))
-        for path in owned:
-            if path in wanted:          # a single key: its value tells all
-                value = self._read_value(tx, path)
-                if value is not None:
-                    nodes.add(path)
-                    existing[path] = value
-                continue
-            self._walk(tx, path, nodes, interior)
-        for key in wanted:
-            if key in nodes and key not in existing:
-                existing[key] = self._read_value(tx, key)
-                if existing[key] == "" and key not in interior:
-                    self._walk(tx, key, nodes, interior)
+        singles = [path for path in owned if path in wanted]   # a key: its value tells all
+        for path, value in zip(singles, self._values(tx, singles)):
+            if value is not None:
+                nodes.add(path)
+                existing[path] = value
+        self._list(tx, [path for path in owned if path not in wanted], nodes, interior)
+        keys = [key for key in wanted if key in nodes and key not in existing]
+        existing.update(zip(keys, self._values(tx, keys)))
+        self._list(tx, [key for key in keys if existing[key] == "" and key not in interior],
+                   nodes, interior)
         return nodes, existing
 
-    def _walk(self, tx: int, path: str, nodes: Set[str], interior: Set[str]) -> None:
-        from .xenstore import XenStoreError
-        try:
-            children = self.client.directory(path, tx)
-        except XenStoreError as err:
-            if err.errno == ENOENT:
-                return
-            raise
-        nodes.add(path)
-        for child in children:
-            node = path + "/" + child
-            if node in interior:
-                self._walk(tx, node, nodes, interior)
-            else:
-                nodes.add(node)
+    def _list(self, tx: int, level: List[str], nodes: Set[str], interior: Set[str]) -> None:
+        """Add ``level``'s nodes that exist and their children to ``nodes``, descending
+        into the interior ones, a level at a time (each level's listings pipelined)."""
+        while level:
+            below = []
+            for path, children in zip(level, self.client.directory_many(level, tx)):
+                if children is None:
+                    continue
+                nodes.add(path)
+                for child in children:
+                    node = path + "/" + child
+                    if node in interior:
+                        below.append(node)
+                    else:
+                        nodes.add(node)
+            level = below
 
-    def _read_value(self, tx: int, path: str) -> Optional[str]:
-        from .xenstore import XenStoreError
-        try:
-            return self.client.read(path, tx).decode("utf-8", "replace")
-        except XenStoreError as err:
-            if err.errno == ENOENT:
-                return None
-            raise
+    def _values(self, tx: int, paths: List[str]) -> List[Optional[str]]:
+        return [None if raw is None else raw.decode("utf-8", "replace")
+                for raw in self.client.read_many(paths, tx)]
 
     # -- writing ------------------------------------------------------------------
 
