@@ -8,6 +8,10 @@ from tests.xenstored import Unavailable, XenStored
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+#: The reliability tests' fixtures (``daemon``, ``proxy``, ``guest``, ``state``); a module
+#: that defines fixtures of the same names uses its own.
+pytest_plugins = ("tests.reliability",)
+
 
 def _start(tmp_path_factory, name, seed=()):
     try:

@@ -14,6 +14,8 @@
 import re
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -248,3 +250,34 @@ def popen(daemon_env: Dict[str, str], cmd: List[str]) -> subprocess.Popen:
     env = dict(daemon_env, PYTHONPATH=str(CHECKOUT))
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+
+
+# -- fixtures shared by the reliability tests (imported by name into each module) -------
+
+@pytest.fixture
+def daemon(tmp_path):
+    """A real oxenstored of the test's own, seeded with the fake guest's disk backend."""
+    from tests.xenstored import Unavailable, XenStored
+    try:
+        d = XenStored(tmp_path / "xsd", seed=full_seed()).start()
+    except Unavailable as err:
+        pytest.skip("real xenstored unavailable: %s" % err)
+    yield d
+    d.stop()
+
+
+@pytest.fixture
+def proxy(daemon, tmp_path):
+    from tests.fault_proxy import FaultProxy
+    with FaultProxy(daemon.socket, tmp_path / "proxy.sock") as p:
+        yield p
+
+
+@pytest.fixture
+def guest(tmp_path):
+    return full_guest(tmp_path / "guest")
+
+
+@pytest.fixture
+def state(tmp_path):
+    return tmp_path / "state"

@@ -18,44 +18,16 @@ import time
 import pytest
 
 from tests.fakeguest import MEMINFO
-from tests.fault_proxy import FaultProxy, Rule
+from tests.fault_proxy import Rule
 from tests.netns import Netns, Unavailable as NetnsUnavailable
 from tests.reliability import (changes_since, collector, entries_since, expected_full,
-                               foreign_writes, full_guest, full_seed, home_tree, log_mark,
-                               popen)
+                               foreign_writes, home_tree, log_mark, popen)
 from tests.test_collector_e2e import CHECKOUT, HOME, run
-from tests.xenstored import Unavailable, XenStored
 
 SECTIONS = "static,memory,volumes"
 #: What udev, the dispatchers, the timer and people ask for, mixed.
 MIX = ["network", "memory", "volumes", "all", "ephemeral", "static", "os,misc",
        "memory,network", "misc", "os"]
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    try:
-        d = XenStored(tmp_path / "xsd", seed=full_seed()).start()
-    except Unavailable as err:
-        pytest.skip("real xenstored unavailable: %s" % err)
-    yield d
-    d.stop()
-
-
-@pytest.fixture
-def proxy(daemon, tmp_path):
-    with FaultProxy(daemon.socket, tmp_path / "proxy.sock") as p:
-        yield p
-
-
-@pytest.fixture
-def guest(tmp_path):
-    return full_guest(tmp_path / "guest")
-
-
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state"
 
 
 def set_meminfo(guest, available):

@@ -18,27 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.fakeguest import FakeGuest
-from tests.reliability import (changes_since, expected_full, full_guest, full_seed,
-                               home_tree, log_mark, raw_tree, unclean_values)
+from tests.reliability import (changes_since, expected_full, home_tree, log_mark, raw_tree,
+                               unclean_values)
 from tests.test_collector_e2e import HOME, run
-from tests.xenstored import Unavailable, XenStored
 
 SECTIONS = "static,memory,volumes"
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    try:
-        d = XenStored(tmp_path / "xsd", seed=full_seed()).start()
-    except Unavailable as err:
-        pytest.skip("real xenstored unavailable: %s" % err)
-    yield d
-    d.stop()
-
-
-@pytest.fixture
-def guest(tmp_path):
-    return full_guest(tmp_path / "guest")
 
 
 def refused(daemon, guest, state, before, *words):

@@ -30,33 +30,6 @@ FEDORA = ('os_distro="fedora"\nos_majorver="40"\nos_minorver="0"\nos_uname="6.8.
           'os_name="Fedora release 40 (Forty)"\n')
 
 
-@pytest.fixture
-def daemon(tmp_path):
-    """A real oxenstored of the test's own, seeded with the fake guest's disk backend."""
-    try:
-        d = XenStored(tmp_path / "xsd", seed=full_seed()).start()
-    except Unavailable as err:
-        pytest.skip("real xenstored unavailable: %s" % err)
-    yield d
-    d.stop()
-
-
-@pytest.fixture
-def proxy(daemon, tmp_path):
-    with FaultProxy(daemon.socket, tmp_path / "proxy.sock") as p:
-        yield p
-
-
-@pytest.fixture
-def guest(tmp_path):
-    return full_guest(tmp_path / "guest")
-
-
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state"
-
-
 def change(guest):
     """Change something in every section but misc (writes and removals to publish)."""
     guest.meminfo(available=900000)
