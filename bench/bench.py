@@ -55,7 +55,7 @@ from tests.blockdev import FakeBlock, backend_seed  # noqa: E402
 from tests.fakeguest import FakeGuest  # noqa: E402
 from tests.fault_proxy import FaultProxy  # noqa: E402
 from tests.netns import mirror_sysfs  # noqa: E402
-from tests.xenstored import XenStored  # noqa: E402
+from tests.xenstored import Unavailable, XenStored, xen_root  # noqa: E402
 
 INNER = "XE_ONESHOT_BENCH_INNER"
 HOME = "/local/domain/0"
@@ -930,6 +930,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not shutil.which(tool):
             sys.stderr.write("bench: %s is not installed\n" % tool)
             return 2
+    try:
+        xen_root()      # fetch the daemon's packages here: the namespace has no network
+    except Unavailable as err:
+        sys.stderr.write("bench: %s\n" % err)
+        return 2
     env = dict(os.environ, **{INNER: "1"})
     argv = [sys.executable, os.path.abspath(__file__)] + (sys.argv[1:] if argv is None
                                                            else list(argv))
