@@ -8,9 +8,9 @@ from tests.xenstored import Unavailable, XenStored
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-#: The reliability tests' fixtures (``daemon``, ``proxy``, ``guest``, ``state``); a module
-#: that defines fixtures of the same names uses its own.
-pytest_plugins = ("tests.reliability",)
+#: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``guest``, ``state``)
+#: and a network namespace (``ns``); a module that defines one of these names uses its own.
+pytest_plugins = ("tests.reliability", "tests.netns")
 
 
 def _start(tmp_path_factory, name, seed=()):

@@ -15,6 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
@@ -238,3 +240,13 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] in ("collect", "time"):
         sys.exit(_collect_main(sys.argv[2], timed=sys.argv[1] == "time"))
     sys.exit("usage: python3 -m tests.netns collect|time ROOT")
+
+
+@pytest.fixture
+def ns():
+    """A network namespace of the test's own (deleted afterwards)."""
+    try:
+        with Netns() as netns:
+            yield netns
+    except Unavailable as err:
+        pytest.skip(str(err))

@@ -7,16 +7,8 @@ import sys
 
 import pytest
 
-from tests.netns import CHECKOUT, Netns, Unavailable, xapi_networks
+from tests.netns import CHECKOUT, xapi_networks
 
-
-@pytest.fixture
-def ns():
-    try:
-        with Netns() as netns:
-            yield netns
-    except Unavailable as err:
-        pytest.skip(str(err))
 
 
 class Guest:

@@ -7,19 +7,9 @@ section's subtrees replaced by what it reported), so that index stability is che
 on the section alone; tests/test_network_e2e.py does the same through the CLI.
 """
 
-import pytest
-
+from tests.netns import xapi_networks
 from xe_oneshot.sections import network
-from tests.netns import Netns, Unavailable, xapi_networks
 
-
-@pytest.fixture
-def ns():
-    try:
-        with Netns() as netns:
-            yield netns
-    except Unavailable as err:
-        pytest.skip(str(err))
 
 
 def publish(xsd, values):
