@@ -260,8 +260,7 @@ def _run(opts: Options, sections: List[str]) -> int:
         sys.stderr.write("xe-oneshot: %s\n" % err)
         return EXIT_FAILED
     except NoXenStore as err:
-        sys.stderr.write("xe-oneshot: no XenStore, not running as a Xen guest? (%s)\n"
-                         % err)
+        sys.stderr.write("xe-oneshot: %s\n" % err.strerror)   # names what it tried
         return EXIT_NO_XENSTORE
     except XenStoreError as err:
         sys.stderr.write("xe-oneshot: XenStore: %s; %s\n" % (
