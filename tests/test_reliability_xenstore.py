@@ -189,7 +189,7 @@ def test_quota_or_space_exhausted_mid_transaction_keeps_the_old_tree(
     mark = log_mark(daemon)
     res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
-    assert rule.fired == 1
+    assert rule.fired >= 1      # (pipelined: the batch's other requests were in flight)
     assert res.returncode == 4
     one_line(res, rule.error, "nothing published")
     assert home_tree(daemon) == published

@@ -542,3 +542,25 @@ def test_read_many_bad_reply_is_a_clean_error(pxs, proxy, xenstored, base):
     with pytest.raises(XenStoreError) as info:
         pxs.read_many([base + "/a"] * 4)
     assert info.value.errno == errno.EPROTO
+
+
+def test_write_many_and_rm_many_return_the_refusals_by_path(pxs, proxy, xenstored, base):
+    proxy.rules.append(Rule(op="write", path=r"/w3$", error="EACCES"))
+    items = [("%s/w%d" % (base, n), "v%d" % n) for n in range(6)]
+    errors = pxs.write_many(items)
+    assert {path: err.errno for path, err in errors.items()} == {base + "/w3": errno.EACCES}
+    assert [xenstored.read("%s/w%d" % (base, n)) for n in range(6)] == \
+        ["v0", "v1", "v2", None, "v4", "v5"]
+    proxy.rules.append(Rule(op="rm", path=r"/w1$", error="EACCES"))
+    errors = pxs.rm_many([base + "/w0", base + "/w1", base + "/w5"])
+    assert {path: err.errno for path, err in errors.items()} == {base + "/w1": errno.EACCES}
+    assert xenstored.read(base + "/w0") is None and xenstored.read(base + "/w5") is None
+    assert pxs.read(base + "/w1") == b"v1"            # the stream is still in step
+
+
+def test_write_many_checks_everything_before_sending(pxs, proxy, base):
+    with pytest.raises(InvalidArgument):
+        pxs.write_many([(base + "/ok", "1"), (base + "/big", "x" * 5000)])
+    with pytest.raises(InvalidArgument):
+        pxs.rm_many([base + "/ok", base + "//bad"])
+    assert proxy.counts["write"] == proxy.counts["rm"] == 0

@@ -267,26 +267,20 @@ class Publisher:
 
     # -- writing ------------------------------------------------------------------
 
-    def _apply(self, tx: int, batch: List[Tuple[str, str]], plan: Plan, last: bool) -> None:
-        """Make the changes of ``batch`` (``(key, value)``; value None: remove) in ``tx``;
-        in the last batch, ``data/updated`` too. Safe to re-run on EAGAIN."""
-        from .xenstore import XenStoreError
-        for key, value in batch:
-            if key in plan.denied:
-                continue
-            if value is not None:
-                self._write(tx, key, value, plan)
-                continue
-            try:
-                self.client.rm(key, tx)
-            except XenStoreError as err:
-                if err.errno == ENOENT:
-                    continue
-                if err.errno != EACCES:
-                    raise
-                LOG.warning("%s: may not remove it (EACCES), left as is", key)
-                plan.removes.remove(key)
-                plan.denied.append(key)
+    def _apply(self, tx: int, batch: List[Tuple[str, Optional[str]]], plan: Plan,
+               last: bool) -> None:
+        """Make the changes of ``batch`` (``(key, value)``; value None: remove) in ``tx``,
+        pipelined; in the last batch, ``data/updated`` too. Safe to re-run on EAGAIN."""
+        writes = [(k, v) for k, v in batch if v is not None and k not in plan.denied]
+        removes = [k for k, v in batch if v is None and k not in plan.denied]
+        failure = None
+        for key, err in self.client.write_many(writes, tx).items():
+            failure = failure or self._refused(key, err, plan)
+        for key, err in self.client.rm_many(removes, tx).items():
+            if err.errno != ENOENT:
+                failure = failure or self._refused(key, err, plan)
+        if failure is not None:
+            raise failure
         if last and plan.changed:
             self._write(tx, UPDATED, time.asctime(), plan)
 
@@ -295,10 +289,24 @@ class Publisher:
         try:
             self.client.write(key, value, tx)
         except XenStoreError as err:
-            if err.errno not in (EACCES, E2BIG):
-                raise
+            failure = self._refused(key, err, plan)
+            if failure is not None:
+                raise failure from None
+
+    @staticmethod
+    def _refused(key: str, err, plan: Plan):
+        """Note a key the daemon refused (EACCES; E2BIG for a write) with a warning and
+        return None; any other error is returned, for the caller to raise."""
+        removing = key in plan.removes
+        if err.errno != EACCES and (removing or err.errno != E2BIG):
+            return err
+        if removing:
+            LOG.warning("%s: may not remove it (EACCES), left as is", key)
+            plan.removes.remove(key)
+        else:
             LOG.warning("%s: not written (%s), the rest is published", key,
                         "EACCES" if err.errno == EACCES else "E2BIG")
             plan.writes.pop(key, None)
-            if key not in plan.denied:
-                plan.denied.append(key)
+        if key not in plan.denied:
+            plan.denied.append(key)
+        return None

@@ -23,8 +23,6 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every ude
 _PERM_KINDS = frozenset("nrwb")
 _DIRECTORY_MAX = 16 << 20
 
-#: A pipelined listing that must be fetched again in parts.
-_AGAIN = object()
 
 
 class Client:
@@ -236,28 +234,58 @@ class Client:
     def read_many(self, paths: "List[str]", tx: int = 0) -> "List[Optional[bytes]]":
         """The values at ``paths`` (None where absent), requests pipelined: a guest with
         hundreds of volumes needs thousands of reads, and a round trip costs more than
-        the work."""
-        return self._many(Op.READ, paths, tx, PAYLOAD_MAX)
+        the work. Any other error is raised (the first, once every reply is in)."""
+        results, errors = self._many(Op.READ, paths, self._path_payloads(paths, "read"), tx)
+        _raise_first(errors, ignore=(errno.ENOENT,))
+        return results
 
     def directory_many(self, paths: "List[str]", tx: int = 0) -> "List[Optional[List[str]]]":
         """The children of each of ``paths`` (None where absent), pipelined; a listing
         too long for one message is fetched again the way :meth:`directory` does."""
-        replies = self._many(Op.DIRECTORY, paths, tx, _DIRECTORY_MAX, retry_e2big=True)
-        return [self.directory(path, tx) if reply is _AGAIN else
-                None if reply is None else _split_strings(reply)
-                for path, reply in zip(paths, replies)]
+        replies, errors = self._many(Op.DIRECTORY, paths,
+                                     self._path_payloads(paths, "directory"), tx,
+                                     _DIRECTORY_MAX)
+        _raise_first(errors, ignore=(errno.ENOENT, errno.E2BIG))
+        return [self.directory(path, tx) if n in errors and errors[n].errno == errno.E2BIG
+                else None if reply is None else _split_strings(reply)
+                for n, (path, reply) in enumerate(zip(paths, replies))]
 
-    def _many(self, op: int, paths: "List[str]", tx: int, limit: int,
-              retry_e2big: bool = False, window: int = 64) -> list:
-        """Requests of one kind for many paths with up to ``window`` outstanding, replies
-        matched by req_id. ENOENT gives None (E2BIG ``_AGAIN`` with ``retry_e2big``); the
-        first other error is raised once every reply is in, so the stream stays in step.
-        Every path is checked before anything is sent."""
+    def write_many(self, items: "List[Tuple[str, object]]",
+                   tx: int = 0) -> "Dict[str, XenStoreError]":
+        """Write each ``(path, value)``, pipelined; returns the errors by path (the
+        caller decides which matter: a guest may be refused one key, EACCES)."""
+        paths = [path for path, _ in items]
+        payloads = []
+        for path, value in items:
+            raw = packet.check_path(path, "write")
+            data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore
+            if len(raw) + 1 + len(data) > PAYLOAD_MAX:
+                raise InvalidArgument(errno.E2BIG, path, "write",
+                                      detail="value of %d bytes does not fit a message"
+                                      % len(data))
+            payloads.append(raw + b"\0" + data)
+        _, errors = self._many(Op.WRITE, paths, payloads, tx)
+        return {paths[n]: err for n, err in sorted(errors.items())}
+
+    def rm_many(self, paths: "List[str]", tx: int = 0) -> "Dict[str, XenStoreError]":
+        """Remove each path's subtree, pipelined; returns the errors by path."""
+        _, errors = self._many(Op.RM, paths, self._path_payloads(paths, "rm"), tx)
+        return {paths[n]: err for n, err in sorted(errors.items())}
+
+    @staticmethod
+    def _path_payloads(paths: "List[str]", name: str) -> "List[bytes]":
+        return [packet.check_path(path, name) + b"\0" for path in paths]
+
+    def _many(self, op: int, paths: "List[str]", payloads: "List[bytes]", tx: int,
+              limit: int = PAYLOAD_MAX, window: int = 64):
+        """Requests of one kind with up to ``window`` outstanding, replies matched by
+        req_id: ``(replies, {index: XenStoreError})``. Every reply is read before this
+        returns, so the stream stays in step whatever the daemon answered; a broken
+        stream (lost connection, timeout, an unexpected reply) raises at once."""
         name = OP_NAMES[op]
-        payloads = [packet.check_path(path, name) + b"\0" for path in paths]
         results: list = [None] * len(paths)
+        errors: "Dict[int, XenStoreError]" = {}
         pending: "Dict[int, int]" = {}
-        failure = None
         sent = 0
         while sent < len(paths) or pending:
             while sent < len(paths) and len(pending) < window:
@@ -284,17 +312,12 @@ class Client:
                     errno.EPROTO, None, name,
                     detail="unexpected reply: type %s req_id %d"
                     % (OP_NAMES.get(typ, typ), req_id)))
-            if typ != Op.ERROR:
+            if typ == Op.ERROR:
+                errors[index] = from_wire(reply.rstrip(b"\0").decode("ascii", "replace"),
+                                          paths[index], name)
+            else:
                 results[index] = reply
-                continue
-            err = from_wire(reply.rstrip(b"\0").decode("ascii", "replace"), paths[index], name)
-            if err.errno == errno.E2BIG and retry_e2big:
-                results[index] = _AGAIN
-            elif err.errno != errno.ENOENT and failure is None:
-                failure = err
-        if failure is not None:
-            raise failure
-        return results
+        return results, errors
 
     def _directory_part(self, path: str, tx: int) -> "List[str]":
         """DIRECTORY_PART: ``path\\0offset\\0`` → ``gen\\0names...\\0\\0``; restarts when
@@ -435,3 +458,10 @@ def _parse_event(payload: bytes) -> "Tuple[str, str]":
     path = parts[0].decode("utf-8", "replace")
     token = parts[1].decode("utf-8", "replace") if len(parts) > 1 else ""
     return path, token
+
+
+def _raise_first(errors: "Dict[int, XenStoreError]", ignore: "Tuple[int, ...]") -> None:
+    """Raise the error of the lowest index whose errno is not in ``ignore``."""
+    for index in sorted(errors):
+        if errors[index].errno not in ignore:
+            raise errors[index]
