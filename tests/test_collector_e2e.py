@@ -311,3 +311,18 @@ def test_transactions_hold_only_changes_and_stay_under_the_guest_quota(
         proxy.reset()
         Publisher(client, Policy(), max_ops=50).publish(["data/volumes"], dict(wanted), {})
         assert proxy.counts["transaction_start"] == 0 and proxy.counts["write"] == 0
+
+
+def test_reader_for_collectors_reads_many_and_a_refusal_is_none(fresh_xenstored, proxy):
+    from tests.fault_proxy import Rule
+    from xe_oneshot.xenstore import Client
+    from xe_oneshot.xsreader import ClientReader
+
+    for n in range(4):
+        fresh_xenstored.write(HOME + "/r/%d" % n, "v%d" % n)
+    proxy.rules.append(Rule(op="read", path=r"r/2$", error="EACCES"))
+    with Client.open(env={"XENSTORED_PATH": str(proxy.path)}) as client:
+        reader = ClientReader(client)
+        assert reader.read_many(["r/0", "r/1", "r/2", "r/3", "r/9"]) == \
+            ["v0", "v1", None, "v3", None]
+        assert proxy.counts["read"] == 5 + 5          # pipelined, then one by one

@@ -7,12 +7,14 @@ collector never fails because dom0 left something out.
 
 from __future__ import annotations
 
+from .sections import XenStoreReader
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Optional
 
 
-class ClientReader:
+class ClientReader(XenStoreReader):
     """``XenStoreReader`` over a :class:`xe_oneshot.xenstore.Client`."""
 
     def __init__(self, client):
@@ -29,3 +31,16 @@ class ClientReader:
             return self.client.directory(path)
         except (OSError, ValueError):
             return []
+
+    def read_many(self, paths: List[str]) -> List[Optional[str]]:
+        """The values, pipelined; one refused read falls back to reading each alone."""
+        try:
+            raw = self.client.read_many(paths)
+        except ValueError:
+            return [self.read(path) for path in paths]
+        except OSError:
+            if self.client.closed:         # the connection is gone: nothing to read
+                return [None] * len(paths)
+            return [self.read(path) for path in paths]
+        return [None if value is None else value.decode("utf-8", "replace")
+                for value in raw]

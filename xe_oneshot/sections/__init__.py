@@ -61,6 +61,10 @@ class XenStoreReader:
     def directory(self, path: str) -> List[str]:
         raise NotImplementedError
 
+    def read_many(self, paths: List[str]) -> List[Optional[str]]:
+        """``read`` of each path (a reader may pipeline them)."""
+        return [self.read(path) for path in paths]
+
 
 @record
 class Context:

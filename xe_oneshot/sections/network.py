@@ -220,10 +220,9 @@ def published_indices(xenstore: Optional[XenStoreReader], path: str) -> Dict[str
         return {}
     family = AF_INET if path.endswith("ipv4") else AF_INET6
     found: Dict[str, int] = {}
-    for name in xenstore.directory(path):
-        if not is_index(name):
-            continue
-        value = xenstore.read("%s/%s" % (path, name))
+    names = [name for name in xenstore.directory(path) if is_index(name)]
+    values = xenstore.read_many(["%s/%s" % (path, name) for name in names])
+    for name, value in zip(names, values):
         address = canonical(family, value) if value is not None else None
         if address is None:
             continue
