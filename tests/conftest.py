@@ -8,9 +8,10 @@ from tests.xenstored import Unavailable, XenStored
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-#: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``guest``, ``state``)
-#: and a network namespace (``ns``); a module that defines one of these names uses its own.
-pytest_plugins = ("tests.reliability", "tests.netns")
+#: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``guest``, ``state``),
+#: a network namespace (``ns``), a staged install and PATH stubs (``staged``, ``stubs``);
+#: a module that defines one of these names uses its own.
+pytest_plugins = ("tests.reliability", "tests.netns", "tests.integration_support")
 
 
 def _start(tmp_path_factory, name, seed=()):

@@ -91,3 +91,21 @@ class Stubs:
     def clear(self) -> None:
         for log in self.dir.glob("*.log"):
             log.unlink()
+
+
+# -- fixtures shared by the integration and security tests (a plugin: tests/conftest.py) --
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """A `make install` into a temp root, once per module."""
+    need("make")
+    return stage(tmp_path_factory.mktemp("stage"))
+
+
+@pytest.fixture
+def stubs(tmp_path):
+    """Recording stand-ins on PATH. `reboot` and `id` record any call: a hostile interface
+    name must never run them; xe-oneshot is installed (the hooks check for it) but a hook
+    must not run it inline."""
+    return Stubs(tmp_path / "stubs", ["systemctl", "reboot", "id", "touch", "xe-oneshot"])
+

@@ -12,23 +12,10 @@ from typing import Dict, List, Optional
 import pytest
 
 from tests.integration_support import (NETWORKD_STATES, SECTIONS, UNIT_NAME, Stubs,
-                                       in_namespace, need, overlay_usr, stage)
+                                       in_namespace, need, overlay_usr)
 
 HOSTILE = ["eth0; reboot", "$(id)", "`id`", "eth0 && id", "-n", "--now", "e$(touch PWNED)",
            "'\"", "*", "\\", ""]
-
-
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    need("make")
-    return stage(tmp_path_factory.mktemp("stage"))
-
-
-@pytest.fixture
-def stubs(tmp_path):
-    # `reboot` and `id` record any call: a hostile name must never run them.
-    # xe-oneshot is installed (the hooks check), but a hook must not run it inline.
-    return Stubs(tmp_path / "stubs", ["systemctl", "reboot", "id", "touch", "xe-oneshot"])
 
 
 def run_hook(script: Path, args: List[str], env: Dict[str, str], stubs: Stubs,

@@ -19,12 +19,6 @@ from tests.integration_support import (CHECKOUT, NETWORKD_STATES, SHELL_SCRIPTS,
 DEBIAN_PYTHON = "/usr/bin/python3"
 
 
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    need("make")
-    return stage(tmp_path_factory.mktemp("stage"))
-
-
 def tree(root: Path):
     """{relative path: (kind, mode, symlink target)} of every file and symlink."""
     out = {}

@@ -161,19 +161,6 @@ def test_control_characters_never_reach_xenstore(daemon, guest, tmp_path):
 
 # -- hostile interface names: the hooks, the unit, the collector ----------------------
 
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory):
-    from tests.integration_support import need, stage
-    need("make")
-    return stage(tmp_path_factory.mktemp("stage"))
-
-
-@pytest.fixture
-def stubs(tmp_path):
-    from tests.integration_support import Stubs
-    return Stubs(tmp_path / "stubs", ["systemctl", "reboot", "id", "touch", "xe-oneshot"])
-
-
 HOSTILE = ["eth0; reboot", "$(id)", "`id`", "eth0\nreboot", "eth0 | reboot", "$(touch PWNED)",
            "-rf", "eth0\x1b[2J"]
 
