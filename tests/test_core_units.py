@@ -238,7 +238,7 @@ def test_state_falls_back_to_a_file_where_xattrs_are_refused(tmp_path):
 # -- records ---------------------------------------------------------------------------
 
 def test_record_behaves_like_the_dataclass_parts_we_use():
-    from xe_oneshot.records import asdict, field, record, replace
+    from xe_oneshot.records import field, record
 
     @record
     class Vol:
@@ -249,9 +249,8 @@ def test_record_behaves_like_the_dataclass_parts_we_use():
     a, b = Vol("xvda", points=["/"]), Vol(name="xvda")
     assert (a.name, a.size, a.points, b.points) == ("xvda", 0, ["/"], [])
     assert Vol("x").points is not Vol("x").points
-    assert a != b and replace(a, points=[]) == b
+    assert a != b and Vol("xvda", 0, []) == b
     assert repr(b) == "Vol(name='xvda', size=0, points=[])"
-    assert asdict(b) == {"name": "xvda", "size": 0, "points": []}
     with pytest.raises(TypeError, match="missing argument 'name'"):
         Vol()
     with pytest.raises(TypeError, match="unexpected argument 'colour'"):

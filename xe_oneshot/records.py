@@ -111,15 +111,3 @@ def _make(cls, frozen: bool):
     else:
         cls.__hash__ = None
     return cls
-
-
-def replace(obj, **changes):
-    """A copy of record ``obj`` with some fields changed (like ``dataclasses.replace``)."""
-    values = {name: getattr(obj, name) for name in obj.__record_fields__}
-    values.update(changes)
-    return obj.__class__(**values)
-
-
-def asdict(obj) -> dict:
-    """The fields of record ``obj`` as a dict (shallow)."""
-    return {name: getattr(obj, name) for name in obj.__record_fields__}
