@@ -3,6 +3,7 @@ fault proxy; peers (Debian's C tools, pyxs) check what it writes and reads."""
 
 import errno
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -186,8 +187,13 @@ def test_device_transport_over_a_pty(xenstored):
     upstream.connect(str(xenstored.socket))
     stop = threading.Event()
 
-    def pump(src, dst):
+    def pump(fd, src, dst):
+        # Polls with a timeout so that the thread can be stopped and joined before
+        # the fds close: a thread left blocked in os.read(master) would read from
+        # whatever a later test opens under the same fd number.
         while not stop.is_set():
+            if not select.select([fd], [], [], 0.05)[0]:
+                continue
             try:
                 data = src()
             except OSError:
@@ -197,10 +203,10 @@ def test_device_transport_over_a_pty(xenstored):
             for i in range(0, len(data), 7):   # reply pieces of 7 bytes
                 dst(data[i:i + 7])
 
-    threads = [threading.Thread(target=pump, args=(lambda: os.read(master, 65536),
-                                                   upstream.sendall), daemon=True),
-               threading.Thread(target=pump, args=(lambda: upstream.recv(65536),
-                                                   lambda d: os.write(master, d)), daemon=True)]
+    threads = [threading.Thread(target=pump, args=(master, lambda: os.read(master, 65536),
+                                                   upstream.sendall)),
+               threading.Thread(target=pump, args=(upstream, lambda: upstream.recv(65536),
+                                                   lambda d: os.write(master, d)))]
     for t in threads:
         t.start()
     try:
@@ -211,6 +217,9 @@ def test_device_transport_over_a_pty(xenstored):
             assert xenstored.read("/t/pty/a") == "via device"
     finally:
         stop.set()
+        for t in threads:
+            t.join(5)
+        assert not any(t.is_alive() for t in threads)
         upstream.close()
         os.close(slave)
         os.close(master)
