@@ -8,7 +8,7 @@ from tests.xenstored import Unavailable, XenStored
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-#: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``guest``, ``state``),
+#: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``guest``),
 #: a network namespace (``ns``), a staged install and PATH stubs (``staged``, ``stubs``);
 #: a module that defines one of these names uses its own.
 pytest_plugins = ("tests.reliability", "tests.netns", "tests.integration_support")
@@ -43,6 +43,12 @@ def xs_env(fresh_xenstored, monkeypatch):
     """A fresh daemon with XENSTORED_PATH exported to the test's process."""
     monkeypatch.setenv("XENSTORED_PATH", str(fresh_xenstored.socket))
     return fresh_xenstored
+
+
+@pytest.fixture
+def state(tmp_path):
+    """The collector's --state-dir for one test (not created: the collector makes it)."""
+    return tmp_path / "state"
 
 
 @pytest.hookimpl(hookwrapper=True)

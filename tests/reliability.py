@@ -252,7 +252,7 @@ def popen(daemon_env: Dict[str, str], cmd: List[str]) -> subprocess.Popen:
                             text=True)
 
 
-# -- fixtures shared by the reliability tests (imported by name into each module) -------
+# -- fixtures shared by the reliability tests (a plugin: tests/conftest.py) ------------
 
 @pytest.fixture
 def daemon(tmp_path):
@@ -276,8 +276,3 @@ def proxy(daemon, tmp_path):
 @pytest.fixture
 def guest(tmp_path):
     return full_guest(tmp_path / "guest")
-
-
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state"

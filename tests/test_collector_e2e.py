@@ -37,11 +37,6 @@ def guest(tmp_path):
     return FakeGuest(tmp_path / "guest").minimal()
 
 
-@pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state"
-
-
 def expected_static_memory(meminfo_free="1500000"):
     return {
         "attr": "", "attr/PVAddons": "", "attr/PVAddons/Installed": "1",

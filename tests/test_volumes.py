@@ -52,11 +52,6 @@ def guest(tmp_path):
 
 
 @pytest.fixture
-def state(tmp_path):
-    return tmp_path / "state"
-
-
-@pytest.fixture
 def fakebin(tmp_path):
     """A directory for fake commands, put first on PATH by :func:`env_for`."""
     path = tmp_path / "bin"
