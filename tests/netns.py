@@ -183,28 +183,12 @@ def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, st
 
 
 def xapi_networks(tree: Mapping[str, str]) -> Dict[str, str]:
-    """What xapi (``xapi_guest_agent.ml``, ``networks``) derives from an ``attr/vif``
-    (or net-sriov-vf) subtree as returned by ``XenStored.tree``: ``<id>/ipv4/<n>``,
-    ``<id>/ipv6/<n>`` and ``<id>/ip`` = the IPv4 of the lowest index. Like xapi, a
-    non-integer index drops that family of that VIF."""
-    children: Dict[str, List[str]] = {}
-    for key in tree:
-        parent, _, name = key.rpartition("/")
-        children.setdefault(parent, []).append(name)
-    out: Dict[str, str] = {}
-    for vif in children.get("", []):
-        for family in ("ipv4", "ipv6"):
-            names = children.get("%s/%s" % (vif, family), [])
-            try:
-                indices = sorted(names, key=int)
-            except ValueError:
-                continue
-            for i, n in enumerate(indices):
-                value = tree["%s/%s/%s" % (vif, family, n)]
-                if family == "ipv4" and i == 0:
-                    out["%s/ip" % vif] = value
-                out["%s/%s/%s" % (vif, family, n)] = value
-    return out
+    """What xapi shows as the VM's ``networks`` for one ``attr/vif`` (or
+    ``xenserver/attr/net-sriov-vf``) subtree as ``XenStored.tree`` returns it (keys
+    relative to it): the consumer oracle (tests/support/xapi_oracle.py) run on a home
+    holding just that subtree (both subtrees give the same map keys)."""
+    from tests.support.xapi_oracle import toolstack_view
+    return toolstack_view({"attr/vif/" + k: v for k, v in tree.items()})["networks"]
 
 
 # -- the collector inside a namespace ------------------------------------------------------

@@ -11,7 +11,6 @@ import pytest
 
 from xe_oneshot.guest import Root
 from xe_oneshot.sections import Context, network
-from tests.netns import xapi_networks
 
 
 # -- parsers ---------------------------------------------------------------------------
@@ -247,17 +246,6 @@ def test_published_indices_from_xenstore(tmp_path):
     assert v4 == {"192.0.2.10": 0, "192.0.2.13": 3}
     assert v6 == {"fe80::1": 2}
     assert none == {}
-
-
-# -- what the toolstack derives (the test helper itself) ----------------------------------
-
-def test_xapi_networks_helper():
-    tree = {"0": "", "0/ipv4": "", "0/ipv4/10": "192.0.2.20", "0/ipv4/2": "192.0.2.12",
-            "0/ipv6": "", "0/ipv6/0": "fe80::1",
-            "1": "", "1/ipv4": "", "1/ipv4/a": "192.0.2.99", "1/ipv6": "", "1/ipv6/0": "::1"}
-    assert xapi_networks(tree) == {
-        "0/ip": "192.0.2.12", "0/ipv4/2": "192.0.2.12", "0/ipv4/10": "192.0.2.20",
-        "0/ipv6/0": "fe80::1", "1/ipv6/0": "::1"}
 
 
 def test_bond_of_two_vfs_matched_by_permanent_macs(tmp_path):
