@@ -105,12 +105,17 @@ def test_version_numbers_are_always_decimal(version, numbers):
     assert misc.version_numbers(version) == numbers
 
 
-def test_misc_keys_and_balloon_option():
-    got = misc.collect(Context(no_balloon=True)).values
+def test_misc_keys_and_balloon_option(tmp_path):
+    """feature-balloon: "1" with a balloon driver, absent (removed) otherwise."""
+    root = Root(str(tmp_path))
+    got = misc.collect(Context(root=root)).values
     assert got["attr/PVAddons/Installed"] == "1"
-    assert got["control/feature-balloon"] == "0"
     assert int(got["attr/PVAddons/MajorVersion"]) >= 1
-    assert misc.collect(Context()).values["control/feature-balloon"] == "1"
+    assert "control/feature-balloon" not in got                 # no driver
+    (tmp_path / "sys/devices/system/xen_memory/xen_memory0").mkdir(parents=True)
+    assert misc.collect(Context(root=root)).values["control/feature-balloon"] == "1"
+    assert "control/feature-balloon" not in misc.collect(
+        Context(root=root, no_balloon=True)).values
 
 
 # -- diff -----------------------------------------------------------------------------
