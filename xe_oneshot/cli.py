@@ -47,7 +47,8 @@ options:
   --no-balloon         do not offer ballooning (control/feature-balloon removed)
   --threshold PCT      publish free memory / free space when it moved by at least PCT
                        percent of the total (default 1) ...
-  --max-age SECONDS    ... or when the published value is this old (default 300)
+  --max-age SECONDS    ... or when the published value is this old (default 300;
+                       free memory: at most 110)
   -v, --verbose        say what is done (-vv: every key written or removed)
   --version            print the version
   -h, --help           this help
@@ -278,7 +279,7 @@ def _run(opts: Options, sections: List[str]) -> int:
 
 
 def _peek_state(directory: str):
-    """The run state, unlocked and read only, so that a dry run plans with what a real
+    """The run state, unlocked and never saved, so that a dry run plans with what a real
     run would know (when values were published, the last domid); None if there is none
     yet."""
     import os

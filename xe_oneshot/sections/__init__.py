@@ -73,7 +73,7 @@ class Context:
     root: Root = field(default_factory=Root)
     #: None when there is no XenStore (print mode on a machine that is not a Xen guest).
     xenstore: Optional[XenStoreReader] = None
-    #: ``--no-balloon``: advertise ``control/feature-balloon`` = 0.
+    #: ``--no-balloon``: do not report ``control/feature-balloon`` (it is removed).
     no_balloon: bool = False
 
 
