@@ -78,6 +78,9 @@ def test_first_run_publishes_the_exact_tree(fresh_xenstored, guest, state):
     tree, updated = tree_without_updated(fresh_xenstored)
     assert tree == expected_static_memory()
     assert re.fullmatch(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}", updated)
+    got = view(fresh_xenstored)
+    assert got["has_guest_agent"] and got["can_balloon"]
+    assert got["PV_drivers"] == ("Linux", 1, 0, 0, 0)
 
 
 def test_toolstack_view_of_the_tree(fresh_xenstored, guest, state):
@@ -242,6 +245,10 @@ def test_failed_section_keeps_its_keys_and_others_publish(fresh_xenstored, guest
                      "data/os_minorver": "0", "data/os_uname": "6.8.5",
                      "data/os_name": "Fedora release 40 (Forty)"})
     assert tree == expected
+    got = view(fresh_xenstored)
+    assert got["os_version"] == {"name": "Fedora release 40 (Forty)", "uname": "6.8.5",
+                                 "distro": "fedora", "major": "40", "minor": "0"}
+    assert got["memory_internal_free"] == 1500000              # kept as it was
 
 
 def test_stale_keys_inside_owned_subtrees_go_and_others_stay(fresh_xenstored, guest, state):
@@ -268,6 +275,7 @@ def test_migration_widens_the_run_to_all_sections(fresh_xenstored, guest, state)
     expected = expected_static_memory()
     expected["unique-domain-id"] = "2222"
     assert tree == expected
+    assert view(d)["PV_drivers"] == ("Linux", 1, 0, 0, 0)     # PV drivers seen again
 
 
 def test_no_xenstore_is_one_line_and_exit_3(guest, state, tmp_path):
@@ -353,6 +361,7 @@ def test_storm_of_50_invocations_coalesces(fresh_xenstored, guest, state):
     assert ran < 50
     tree, _ = tree_without_updated(d)
     assert tree == expected_static_memory(meminfo_free="500000")
+    assert view(d)["memory_internal_free"] == 500000
     assert sorted(os.listdir(state)) == ["lock", "state"]
 
 
@@ -404,6 +413,8 @@ def test_read_only_feature_balloon_warns_once_and_publishes_the_rest(
     expected = expected_static_memory()
     del expected["control"], expected["control/feature-balloon"]
     assert tree == expected and updated
+    got = view(fresh_xenstored)
+    assert not got["can_balloon"] and got["has_guest_agent"]
 
 
 def test_commit_conflicts_are_retried(fresh_xenstored, proxy, guest, state):
