@@ -10,8 +10,9 @@ What the toolstack does with them (xapi, ``xapi_guest_agent.ml``): it lists
 ``attr/vif`` and ``xenserver/attr/net-sriov-vf``, sorts each ``ipv4``/``ipv6``
 directory by ``int_of_string`` of the index and maps them to ``<id>/ipv4/<n>`` and
 ``<id>/ipv6/<n>`` in VM_guest_metrics.networks; the lowest-index IPv4 also becomes
-``<id>/ip`` (what admins see as "the" IP). One index that is not a decimal integer
-makes it drop that VIF's whole family list, so indices are always plain integers.
+``<id>/ip`` (what admins see as "the" IP). An index ``int_of_string`` refuses, in a
+family of two or more, voids that family and those read before it for that VIF (tests/
+support/xapi_oracle.py), so indices are always plain integers.
 
 Decisions where the toolstack is indifferent:
 
