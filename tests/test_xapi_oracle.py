@@ -406,3 +406,18 @@ def test_squeezed_and_rrdp_views():
 ])
 def test_wakes_xenopsd(op, path, legacy, wakes):
     assert xo.wakes_xenopsd(op, path, legacy=legacy) is wakes
+
+
+def test_real_daemon_lists_by_name_so_a_bad_ipv4_index_voids_ipv6_too(fresh_xenstored):
+    """oxenstored lists children sorted by name, whatever the order they were written
+    in: ipv4 before ipv6, so xapi reads ipv6 first and a failing ipv4 takes it along."""
+    home = "/local/domain/0/"
+    for key, value in (("attr/vif/0/ipv6/0", "2001:db8::1"), ("attr/vif/1/ipv4/0", "192.0.2.5"),
+                       ("attr/vif/0/ipv4/x", "192.0.2.9"), ("attr/vif/0/ipv4/0", "192.0.2.1")):
+        fresh_xenstored.write(home + key, value)
+    tree = fresh_xenstored.tree(home.rstrip("/"))
+    assert [k for k in tree if k.startswith("attr/vif/0/")] == [
+        "attr/vif/0/ipv4", "attr/vif/0/ipv4/0", "attr/vif/0/ipv4/x", "attr/vif/0/ipv6",
+        "attr/vif/0/ipv6/0"]
+    assert xo.toolstack_view(tree)["networks"] == {"1/ip": "192.0.2.5",
+                                                   "1/ipv4/0": "192.0.2.5"}

@@ -6,7 +6,8 @@ Input everywhere: the guest's home as a flat ``{relative path: value}`` mapping,
 daemon holds it (``XenStored.tree(HOME)``: interior nodes included, usually with an
 empty value; a mapping of leaves only is completed with empty interior nodes). The
 daemon's listing order is the mapping's order (first appearance of each child), which
-is what ``XenStored.tree`` returns. Values may be ``bytes`` (decoded as xenopsd does).
+is what ``XenStored.tree`` returns (oxenstored lists children sorted by name). Values
+may be ``bytes`` (decoded as xenopsd does).
 
 The chain, as in dom0:
 
