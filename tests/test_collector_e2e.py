@@ -328,6 +328,19 @@ def test_dry_run_shows_exactly_what_a_real_run_writes(fresh_xenstored, guest, st
         assert "data/meminfo_free" not in planned
 
 
+def test_dry_run_without_state_widens_like_a_first_run(fresh_xenstored, guest, state):
+    """No state yet and a unique-domain-id: a real run widens to all sections, so the
+    dry run lists them all too."""
+    d = fresh_xenstored
+    d.write(HOME + "/unique-domain-id", "1111")
+    dry = run(d, guest.root, state, "--section", "memory", "--dry-run")
+    assert not state.exists()
+    mark = d.log_mark()
+    run(d, guest.root, state, "--section", "memory")
+    assert _dry_run_keys(dry.stdout) == sorted(e.path for e in d.writes_since(mark))
+    assert "data/os_name" in _dry_run_keys(dry.stdout)
+
+
 def test_dry_run_prints_changes_and_writes_nothing(fresh_xenstored, guest, state):
     run(fresh_xenstored, guest.root, state, "--section", "memory")
     guest.meminfo(available=900000)

@@ -304,7 +304,7 @@ def _publish(opts: Options, sections: List[str], state, client, requested: float
         todo = list(sections)
 
     domid = ctx.xenstore.read("unique-domain-id")
-    known = state.get("domid") if state is not None else domid
+    known = state.get("domid") if state is not None else None   # no state yet: widen
     if domid is not None and domid != known:
         LOG.info("unique-domain-id changed (migrated or resumed): all sections")
         todo = list(SECTIONS)
