@@ -13,10 +13,12 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -380,3 +382,42 @@ def test_fifo_where_a_proc_or_sys_file_is_expected_does_not_hang(tmp_path, case,
     assert (res.returncode, res.stderr.splitlines()) == (rc, ["xe-oneshot: " + message])
     if section == "os":
         assert 'data/os_distro = "debian"' in res.stdout
+
+
+# -- pvs ---------------------------------------------------------------------------
+
+def test_pvs_that_times_out_leaves_no_children_behind(tmp_path, monkeypatch, vol):
+    """A ``pvs`` that hangs after starting a child of its own (which holds its stdout):
+    at the timeout the whole process group goes, child included."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    pidfile = tmp_path / "child.pid"
+    sleep = shutil.which("sleep")
+    (bindir / "pvs").write_text("#!/bin/sh\n%s 300 &\necho $! > %s\nexec %s 300\n"
+                                % (sleep, pidfile, sleep))
+    (bindir / "pvs").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setattr(vol, "PVS_TIMEOUT", 1)
+    started = time.monotonic()
+    try:
+        assert vol.run_pvs() is None
+        assert 1 <= time.monotonic() - started < 5
+        child = int(pidfile.read_text())
+        deadline = time.monotonic() + 5
+        state = "?"
+        while time.monotonic() < deadline:
+            try:
+                state = Path("/proc/%d/stat" % child).read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                state = "gone"
+            if state in ("gone", "Z"):    # a zombie is dead, waiting for init to reap it
+                break
+            time.sleep(0.05)
+        assert state in ("gone", "Z")
+    finally:
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+    assert vol.LOG.warnings == ["pvs did not answer within 1 s: LVM usage not published"]

@@ -397,24 +397,48 @@ def xen_extent(root: Root, xenstore: Optional[XenStoreReader], disk: str) -> str
 def run_pvs() -> Optional[str]:
     """The output of one ``pvs`` run, or None (one warning) when LVM cannot tell us.
 
-    Works with sh 1.14 (a RunningCommand, str() is its stdout) and sh 2.x (a str).
+    pvs runs in a session (and process group) of its own; when it overruns PVS_TIMEOUT
+    the whole group is killed, so that nothing it started lives on (sh's own
+    ``_timeout`` kills the one process, and waits for the children that still hold
+    its stdout). Works with sh 1.14 (a RunningCommand, str() is its stdout) and sh 2.x.
     """
+    import signal
+    import threading
+
     import sh  # ~90 ms: only on guests that have a PV
     env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
+    timed_out = []
+
+    def kill_group(pgid: int) -> None:
+        timed_out.append(pgid)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass                     # already gone
+
     try:
         pvs = sh.Command("pvs")
-        out = pvs(*PVS_ARGS, _env=env, _tty_out=False, _timeout=PVS_TIMEOUT)
+        out = pvs(*PVS_ARGS, _env=env, _tty_out=False, _bg=True, _bg_exc=False,
+                  _new_session=True)
+        timer = threading.Timer(PVS_TIMEOUT, kill_group, (out.pid,))
+        timer.daemon = True
+        timer.start()
+        try:
+            out.wait()
+        finally:
+            timer.cancel()
     except sh.CommandNotFound:
         LOG.warning("pvs not found (lvm2 not installed?): LVM physical volumes "
                     "published without usage")
         return None
     except sh.ErrorReturnCode as err:
+        if timed_out:
+            LOG.warning("pvs did not answer within %d s: LVM usage not published",
+                        PVS_TIMEOUT)
+            return None
         lines = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         LOG.warning("pvs failed (exit %s): %s", getattr(err, "exit_code", "?"),
                     lines[-1].strip() if lines else "no message")
-        return None
-    except sh.TimeoutException:
-        LOG.warning("pvs did not answer within %d s: LVM usage not published", PVS_TIMEOUT)
         return None
     except OSError as err:
         LOG.warning("pvs could not run: %s", err)
