@@ -60,12 +60,13 @@ xvdz, xvdaa; nvme2n1 before nvme10n1), then each disk's partitions in numeric or
 A removed device shifts those after it; the publisher removes the stale tail.
 
 With ``--root DIR`` every guest file is read under DIR, and ``free`` is the statvfs of
-``DIR/<mount point>`` (no mnt_id check: the ids in a copied mountinfo are not ours). ``pvs`` cannot honour a root: it always reports the real
-system's PVs (matched to volumes by device number, then by name).
+``DIR/<mount point>`` (no mnt_id check: the ids in a copied mountinfo are not ours).
+``pvs`` cannot honour a root: it always reports the real system's PVs (matched to
+volumes by device number, then by name).
 
 Cost on a guest without LVM: a few small sysfs / udev files per device, one read of
-mountinfo and /proc/swaps, one bounded statvfs per mounted volume (a thread each: ~0.1 ms); no process, no psutil,
-no sh.
+mountinfo and /proc/swaps, one bounded statvfs per mounted volume (a thread each, a
+fraction of a millisecond); no process, no psutil, no sh.
 """
 
 from __future__ import annotations
