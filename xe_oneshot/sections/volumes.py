@@ -628,8 +628,8 @@ def match_mounts(root: Root, mounts: List[mountinfo.Mount], devices: List[BlockD
             for m in same_fs:
                 if visible.get(m.mount_point) is m:
                     state, fsid = prober.call(btrfs_fsid, m)
-                    if state != "failed":
-                        break
+                    if fsid is not None or state == "hung":
+                        break        # else covered since, or unreadable: the next one
             names = sorted((n for n in members.get(fsid or "", ()) if n in order),
                            key=order.__getitem__)
             for name in names:
