@@ -1,5 +1,6 @@
 """The volumes section on real block devices: loop devices with real partition tables,
-ext4 filesystems, a 4K-sector disk, real LVM PVs in real VGs, mounts (and a bind mount)
+ext4 filesystems, a 4K-sector disk, real LVM PVs in real VGs, a two-device btrfs with a
+subvolume (matched by the fsid the kernel reports), mounts (and a bind mount)
 made in a private mount namespace; the collector runs end to end (``xe-oneshot
 --section volumes``) inside that namespace against the real oxenstored.
 
