@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -191,7 +192,8 @@ def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(xsd, tmp_path):
     another, unmounted btrfs: nothing of the pool is its."""
     if not shutil.which("mkfs.btrfs"):
         pytest.skip("btrfs-progs is not installed")
-    fsid, other = UUID[1], UUID[2]
+    # Fresh fsids: the kernel remembers devices it scanned for an fsid, even stale ones.
+    fsid, other = str(uuid.uuid4()), str(uuid.uuid4())
     with ExitStack() as stack:
         one = stack.enter_context(Loop(tmp_path / "xvdb.img", 128 * MIB))
         two = stack.enter_context(Loop(tmp_path / "xvdc.img", 128 * MIB))
@@ -199,8 +201,13 @@ def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(xsd, tmp_path):
         make("mkfs.btrfs", "-q", "-f", "-U", fsid, "-d", "single", "-m", "single",
              one.dev, two.dev)
         make("mkfs.btrfs", "-q", "-f", "-U", other, lone.dev)
-        make("unshare", "-m", "sh", "-c", "mount -t btrfs %s %s && btrfs -q subvolume "
-             "create %s/@home && umount %s" % (one.dev, tmp_path, tmp_path, tmp_path))
+        for loop in (one, two, lone):       # afterwards: the kernel forgets them again
+            stack.callback(subprocess.run, ["btrfs", "device", "scan", "--forget",
+                                            loop.dev], stderr=subprocess.DEVNULL)
+        members = "device=%s,device=%s" % (one.dev, two.dev)   # no wait for udev's scan
+        make("unshare", "-m", "sh", "-c", "mount -t btrfs -o %s %s %s && btrfs -q subvolume "
+             "create %s/@home && umount %s" % (members, one.dev, tmp_path, tmp_path,
+                                               tmp_path))
 
         g = real_guest(tmp_path / "guest")
         for name, loop in (("xvdb", one), ("xvdc", two), ("xvdd", lone)):
@@ -210,9 +217,9 @@ def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(xsd, tmp_path):
             g.link("/sys/fs/btrfs/%s/devices/%s" % (fsid, name),
                    "../../../../devices/vbd-%d/block/%s" % (vbd_id(name), name))
         out = run_in_namespace(xsd, g, tmp_path / "state", [
-            {"source": two.dev, "target": "/mnt/pool", "type": "btrfs"},
+            {"source": two.dev, "target": "/mnt/pool", "type": "btrfs", "options": members},
             {"source": two.dev, "target": "/mnt/home", "type": "btrfs",
-             "options": "subvol=@home"},
+             "options": "subvol=@home," + members},
         ])
     size = 128 * MIB
     expected = {}
