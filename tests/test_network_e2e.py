@@ -158,3 +158,37 @@ def test_print_mode_needs_no_xenstore(ns, tmp_path):
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"attr/vif/3/ipv4/0": "192.0.2.7",
                                       "attr/vif/3/ipv6/0": "fe80::7"}
+
+
+def test_overlong_sriov_vf_id_from_dom0_is_ignored_and_the_rest_published(
+        ns, tmp_path, tmp_path_factory):
+    """The attack: dom0's VF table names an id whose keys would exceed XenStore's
+    2048-byte path limit (the device path itself is legal). Every run used to exit 4
+    with nothing published; now that VF is left out with one warning."""
+    from tests.xenstored import XenStored
+    ns.veth("ens5", "p0")
+    ns.veth("ens6", "p1")
+    ns.veth("eth0", "p2")
+    ns.addr("ens5", "192.0.2.50/24")
+    ns.addr("ens6", "192.0.2.60/24")
+    ns.addr("eth0", "192.0.2.1/24")
+    snap = ns.snapshot()
+    dev = "xenserver/device/net-sriov-vf/"
+    long_id = "v" * (2048 - len(dev) - len("/mac"))     # its mac path: exactly 2048
+    assert len("xenserver/attr/net-sriov-vf/%s/ipv4/0" % long_id) > 2048
+    seed = [("/local/domain/0/" + dev + long_id + "/mac", snap["ens5"]["address"]),
+            ("/local/domain/0/" + dev + "1/mac", snap["ens6"]["address"])]
+    with XenStored(tmp_path_factory.mktemp("xsdlong"), seed) as xsd:
+        guest = Guest(ns, tmp_path, xsd)
+        guest.vifs = {"eth0": "0"}
+        guest.devices = ["ens5", "ens6"]
+        res = guest.run()
+        assert guest.tree("xenserver/attr/net-sriov-vf") == {
+            "1": "", "1/ipv4": "", "1/ipv4/0": "192.0.2.60"}
+        assert guest.tree() == {"0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1"}
+        assert xapi_networks(guest.tree("xenserver/attr/net-sriov-vf"))["1/ip"] == \
+            "192.0.2.60"
+        warnings = res.stderr.splitlines()
+        assert len(warnings) == 1 and "SR-IOV VF id of 2014 characters ignored" in \
+            warnings[0], res.stderr
+        assert long_id not in res.stderr
