@@ -22,11 +22,11 @@ class Guest:
         self.vifs = {}
         self.devices = []
 
-    def run(self, *extra):
+    def run(self, *extra, section="network"):
         self.ns.mirror(self.root, self.vifs, self.devices)
         env = self.xsd.env()
         env["PYTHONPATH"] = str(CHECKOUT)
-        res = self.ns.run([sys.executable, "-m", "xe_oneshot", "--section", "network",
+        res = self.ns.run([sys.executable, "-m", "xe_oneshot", "--section", section,
                            "--root", str(self.root), "--state-dir", str(self.state)]
                           + list(extra), env=env, check=False)
         assert res.returncode == 0, res.stderr
@@ -192,3 +192,36 @@ def test_overlong_sriov_vf_id_from_dom0_is_ignored_and_the_rest_published(
         assert len(warnings) == 1 and "SR-IOV VF id of 2014 characters ignored" in \
             warnings[0], res.stderr
         assert long_id not in res.stderr
+
+
+def timer_group() -> str:
+    """The section group the 60 s timer starts (its ``Unit=xe-oneshot@<group>.service``)."""
+    text = (CHECKOUT / "hooks/xe-oneshot-ephemeral.timer").read_text()
+    unit = next(line.split("=", 1)[1].strip() for line in text.splitlines()
+                if line.startswith("Unit="))
+    assert unit.startswith("xe-oneshot@") and unit.endswith(".service"), unit
+    return unit[len("xe-oneshot@"):-len(".service")].split("_", 1)[0]
+
+
+def test_address_added_with_no_event_is_published_by_the_timers_run(guest):
+    """``ip addr add`` by hand (or a VIP, SLAAC, ifupdown without hooks): no event runs
+    the network section; the timer's next run must publish it (issue 13.1)."""
+    from tests.fakeguest import FakeGuest
+    FakeGuest(guest.root).minimal()
+    ns = guest.ns
+    ns.veth("eth0", "p0")
+    ns.addr("eth0", "192.0.2.10/24")
+    guest.vifs = {"eth0": "0"}
+    group = timer_group()
+    guest.run(section=group)
+    assert xapi_networks(guest.tree()) == {"0/ip": "192.0.2.10", "0/ipv4/0": "192.0.2.10"}
+    ns.addr("eth0", "192.0.2.100/32")                 # a VIP, no event
+    ns.addr("eth0", "2001:db8::5/64")                 # SLAAC-like, no event
+    guest.run(section=group)
+    assert xapi_networks(guest.tree()) == {
+        "0/ip": "192.0.2.10", "0/ipv4/0": "192.0.2.10", "0/ipv4/1": "192.0.2.100",
+        "0/ipv6/0": "2001:db8::5"}
+    # and the next tick with nothing changed writes nothing
+    mark = guest.xsd.log_mark()
+    guest.run(section=group)
+    assert guest.xsd.writes_since(mark) == []
