@@ -339,3 +339,16 @@ def test_bond_of_two_vfs_matched_by_permanent_macs(tmp_path):
                                    {"0a:00:00:00:00:05": "0", "0a:00:00:00:00:06": "1"})
     assert targets == {"ens5": network.Target(network.VF_PREFIX, "0"),
                        "ens6": network.Target(network.VF_PREFIX, "1")}
+
+
+def test_interface_index_from_sysfs_else_the_kernels_by_name(tmp_path):
+    net = tmp_path / "sys/class/net"
+    for name, text in (("eth0", "7\n"), ("bad", "x7\n")):
+        (net / name).mkdir(parents=True)
+        (net / name / "ifindex").write_text(text)
+    (net / "lo").mkdir()                           # a hand-made tree without ifindex
+    root = Root(str(tmp_path))
+    assert network.interface_index(root, "eth0") == 7
+    assert network.interface_index(root, "bad") is None
+    assert network.interface_index(root, "lo") == socket.if_nametoindex("lo")
+    assert network.interface_index(root, "xe-no-such-if") is None

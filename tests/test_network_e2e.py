@@ -47,8 +47,8 @@ def test_addresses_published_and_kept_stable(guest):
     ns.veth("eth0", "p0")
     ns.veth("eth1", "p1")
     ns.bridge("br0", "eth1")
-    ns.addr("eth0", "192.0.2.1/32")
-    ns.addr("eth0", "192.0.2.2/32")
+    ns.addr("eth0", "192.0.2.1/24")
+    ns.addr("eth0", "192.0.2.2/24")              # a secondary
     ns.addr("eth0", "fe80::1/64")
     ns.addr("br0", "198.51.100.1/24")
     guest.vifs = {"eth0": "0", "eth1": "1"}
@@ -67,28 +67,28 @@ def test_addresses_published_and_kept_stable(guest):
     guest.run()
     assert xsd.writes_since(mark) == []
 
-    # the first address is replaced: the newcomer takes index 0, the other stays at 1;
-    # IPv6 is gone: its node goes with it
-    ns.ip("addr", "del", "192.0.2.1/32", "dev", "eth0")
+    # the secondary is replaced: the newcomer takes its free index 1, the primary stays
+    # at 0 untouched; IPv6 is gone: its node goes with it
+    ns.ip("addr", "del", "192.0.2.2/24", "dev", "eth0")
     ns.ip("addr", "del", "fe80::1/64", "dev", "eth0")
-    ns.addr("eth0", "192.0.2.3/32")
+    ns.addr("eth0", "192.0.2.3/24")
     mark = xsd.log_mark()
     guest.run()
     assert guest.tree() == {
-        "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.3", "0/ipv4/1": "192.0.2.2",
+        "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.3",
         "1": "", "1/ipv4": "", "1/ipv4/0": "198.51.100.1"}
-    assert xapi_networks(guest.tree())["0/ip"] == "192.0.2.3"
+    assert xapi_networks(guest.tree())["0/ip"] == "192.0.2.1"
     changed = sorted((e.op, e.path.split("/local/domain/0/")[-1])
                      for e in xsd.writes_since(mark))
-    assert ("write", "attr/vif/0/ipv4/0") in changed
-    assert not any(p.startswith("attr/vif/0/ipv4/1") or p.startswith("attr/vif/1")
+    assert ("write", "attr/vif/0/ipv4/1") in changed
+    assert not any(p.startswith("attr/vif/0/ipv4/0") or p.startswith("attr/vif/1")
                    for _, p in changed)
 
     # the VIF eth1 is unplugged: its subtree goes in the same run
     ns.ip("link", "del", "eth1")
     guest.run()
     assert guest.tree() == {
-        "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.3", "0/ipv4/1": "192.0.2.2"}
+        "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.3"}
 
     # the last address goes: nothing left under attr/vif
     ns.ip("addr", "flush", "dev", "eth0")

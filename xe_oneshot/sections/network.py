@@ -47,7 +47,7 @@ Indices, without local state (the published ones are read back through
 
 from __future__ import annotations
 
-from _socket import AF_INET, AF_INET6, inet_ntop, inet_pton
+from _socket import AF_INET, AF_INET6, if_nametoindex, inet_ntop, inet_pton
 
 from . import Collected
 from .. import log
@@ -324,9 +324,16 @@ def assign_indices(current: List[str], published: Dict[str, int],
 
 
 def interface_index(root: Root, name: str) -> Optional[int]:
-    """The interface's index (``/sys/class/net/<if>/ifindex``), None if unreadable."""
+    """The interface's index: ``/sys/class/net/<if>/ifindex``; where the tree has no
+    such file (a hand-made guest tree), the kernel's for that name (``if_nametoindex``:
+    an ioctl, no netlink); None if neither knows it."""
     text = root.read_line("%s/%s/ifindex" % (SYS_NET, name))
-    return int(text) if text is not None and _is_decimal(text) else None
+    if text is not None:
+        return int(text) if _is_decimal(text) else None
+    try:
+        return if_nametoindex(name) or None
+    except (OSError, ValueError):
+        return None
 
 
 def by_index(entries: Iterable[IfAddr]) -> Dict[int, List[IfAddr]]:
