@@ -25,8 +25,6 @@ to the kernel and may not be UTF-8: they are decoded with ``surrogateescape`` li
 ``os.listdir``'s.
 """
 
-from __future__ import annotations
-
 import _socket
 import struct
 
@@ -59,7 +57,7 @@ MAX_IFCONF_BYTES = 8 << 20
 _SCOPE6 = {0x00: 0, 0x40: 200, 0x20: 253, 0x10: 254}
 
 
-def parse_if_inet6(text: str) -> List[IfAddr]:
+def parse_if_inet6(text: str) -> "List[IfAddr]":
     """``/proc/net/if_inet6`` lines, sorted by (scope, address); malformed lines are
     skipped. Sample line (address, index, prefix length, scope, flags, name)::
 
@@ -82,7 +80,7 @@ def parse_if_inet6(text: str) -> List[IfAddr]:
     return [entry for _, _, entry in out]
 
 
-def parse_ifconf(data: bytes, size: int = IFREQ_SIZE) -> List[Tuple[bytes, bytes]]:
+def parse_ifconf(data: bytes, size: int = IFREQ_SIZE) -> "List[Tuple[bytes, bytes]]":
     """The (label, 4-byte address) pairs of a SIOCGIFCONF answer: ``size``-byte
     ``struct ifreq`` records, a NUL-padded name then a ``sockaddr_in``."""
     out = []
@@ -94,8 +92,8 @@ def parse_ifconf(data: bytes, size: int = IFREQ_SIZE) -> List[Tuple[bytes, bytes
     return out
 
 
-def place(pairs: List[Tuple[bytes, bytes]], confirmed: List[Optional[int]]
-          ) -> List[Optional[int]]:
+def place(pairs: "List[Tuple[bytes, bytes]]", confirmed: "List[Optional[int]]"
+          ) -> "List[Optional[int]]":
     """The interface index of each pair: the confirmed one, else that of the nearest
     confirmed pairs before and after it when they agree, else None.
 
@@ -149,7 +147,7 @@ def _on(fd: int, label: bytes, raw: bytes) -> bool:
     return bytes(request[IFNAMSIZ + 4:IFNAMSIZ + 8]) == raw
 
 
-def ipv4_addresses(known: Dict[str, int]) -> List[IfAddr]:
+def ipv4_addresses(known: "Dict[str, int]") -> "List[IfAddr]":
     """IPv4 addresses from SIOCGIFCONF, placed on their interface as the module
     docstring says; ``known``: interface name -> index (the only names asked about)."""
     sock = _socket.socket(AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
@@ -158,7 +156,7 @@ def ipv4_addresses(known: Dict[str, int]) -> List[IfAddr]:
         pairs = parse_ifconf(_ifconf(fd))
         stems = [known.get(label.split(b":", 1)[0].decode("utf-8", "surrogateescape"))
                  for label, _ in pairs]
-        confirmed: List[Optional[int]] = [None] * len(pairs)
+        confirmed: "List[Optional[int]]" = [None] * len(pairs)
         start = 0
         while start < len(pairs):
             # a run of pairs whose labels name the same interface: when its first and
@@ -188,7 +186,7 @@ def ipv4_addresses(known: Dict[str, int]) -> List[IfAddr]:
             for (_, raw), index in zip(pairs, placed) if index is not None]
 
 
-def interface_addresses(root: Root, known: Dict[str, int]) -> List[IfAddr]:
+def interface_addresses(root: "Root", known: "Dict[str, int]") -> "List[IfAddr]":
     """IPv4 (SIOCGIFCONF) then IPv6 (``/proc/net/if_inet6`` under ``root``) addresses.
     Raises OSError when IPv4 cannot be listed (publishing IPv6 alone would remove the
     published IPv4 addresses)."""
