@@ -180,8 +180,8 @@ def ipv4_addresses(known: "Dict[str, int]") -> "List[IfAddr]":
     placed = place(pairs, confirmed)
     lost = placed.count(None)
     if lost:
-        LOG.info("network: %d IPv4 addresses left out: without netlink the kernel does "
-                 "not say which interface they are on (their label names another)", lost)
+        LOG.info("network: %d IPv4 addresses left out: their label does not name their "
+                 "interface, and without netlink the kernel does not say which it is", lost)
     return [IfAddr(index, AF_INET, _socket.inet_ntop(AF_INET, raw))
             for (_, raw), index in zip(pairs, placed) if index is not None]
 
