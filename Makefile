@@ -16,8 +16,9 @@ bench:
 # `make install DESTDIR=/tmp/stage PREFIX=/usr` lays out the whole agent: the package in a
 # private directory (lib/xe-oneshot, found by the launchers relative to their own place),
 # the commands, the udev rules, the units and the timer, and the hooks, each where the
-# tool that runs it looks. udev, systemd-sleep, NetworkManager and networkd-dispatcher
-# only read their own directories, so those are fixed paths, not derived from PREFIX.
+# tool that runs it looks. udev, systemd-sleep, NetworkManager, networkd-dispatcher,
+# ifupdown and dhclient-script only read their own directories, so those are fixed
+# paths, not derived from PREFIX. (The dhclient hook is sourced, not run: mode 0644.)
 PREFIX ?= /usr
 SYSCONFDIR ?= /etc
 BINDIR ?= $(PREFIX)/bin
@@ -60,6 +61,11 @@ install:
 	for s in $(NETWORKD_STATES); do \
 	    install -D -m 0755 networkd-dispatcher/xe-oneshot \
 	        "$(DESTDIR)$(SYSCONFDIR)/networkd-dispatcher/$$s.d/xe-oneshot" || exit 1; done
+	for d in if-up.d if-post-down.d; do \
+	    install -D -m 0755 ifupdown/xe-oneshot \
+	        "$(DESTDIR)$(SYSCONFDIR)/network/$$d/xe-oneshot" || exit 1; done
+	install -D -m 0644 ifupdown/dhclient-exit-hook \
+	    "$(DESTDIR)$(SYSCONFDIR)/dhcp/dhclient-exit-hooks.d/xe-oneshot"
 
 # A tarball of the staged tree (modes and symlinks kept, owned by root), for
 # distributions without a package: `tar -xzf ... -C /`. It holds etc/ and usr/ only,

@@ -4,7 +4,9 @@ The kernel here offers veth, bridge and macvlan links (no dummy, bond or VLAN). 
 builds its interfaces in a namespace of its own, then mirrors the namespace's
 ``/sys/class/net`` (``address``, ``master``, ``upper_*``, ``lower_*`` links) into a fake
 guest root, adding ``device/nodename`` = ``device/vif/<id>`` to the interfaces that play
-Xen VIFs. Code that reads addresses (psutil) must run inside the namespace:
+Xen VIFs, and ``proc/net`` pointing at the reader's own ``/proc/self/net`` (so that
+``/proc/net/if_inet6`` under the root is the namespace's). Code that reads addresses
+(rtnetlink, ioctls, /proc/self/net) must run inside the namespace:
 :meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.netns collect ROOT``
 runs the network section there and prints its keys as JSON.
 """
@@ -36,8 +38,10 @@ for name in sorted(os.listdir(base)):
             links[entry] = os.path.basename(os.readlink(os.path.join(d, entry)))
     with open(os.path.join(d, "address")) as f:
         address = f.read().strip()
-    out[name] = {"address": address, "links": links}
-print(json.dumps(out))
+    with open(os.path.join(d, "ifindex")) as f:
+        ifindex = int(f.read())
+    out[name] = {"address": address, "ifindex": ifindex, "links": links}
+print(json.dumps(out, ensure_ascii=True))
 """
 
 
@@ -157,7 +161,8 @@ def _without_xenstore(env: Mapping[str, str]) -> Dict[str, str]:
 
 def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, str] = (),
                  devices: Iterable[str] = ()) -> None:
-    """Write ``root``/sys/class/net from a :meth:`Netns.snapshot`.
+    """Write ``root``/sys/class/net from a :meth:`Netns.snapshot`, and ``root``/proc/net
+    as a link to the reader's ``/proc/self/net``.
 
     ``vifs`` maps interface -> VIF id (gets ``device/nodename``); ``devices`` names
     interfaces that get a plain ``device`` directory (a PCI device: an SR-IOV VF).
@@ -168,10 +173,16 @@ def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, st
     if net.exists():
         shutil.rmtree(net)
     net.mkdir(parents=True)
+    proc = Path(root) / "proc"
+    proc.mkdir(exist_ok=True)
+    if not os.path.lexists(str(proc / "net")):
+        os.symlink("/proc/self/net", str(proc / "net"))
     for name, facts in snapshot.items():
         d = net / name
         d.mkdir()
         (d / "address").write_text(facts["address"] + "\n")
+        if "ifindex" in facts:        # bench.py's snapshots have none: the kernel's is used
+            (d / "ifindex").write_text("%d\n" % facts["ifindex"])
         for link, target in facts["links"].items():
             os.symlink("../" + target, str(d / link))
         if name in vifs:

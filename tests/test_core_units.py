@@ -21,7 +21,7 @@ from xe_oneshot.sections import Context, SectionError, memory, misc
 def test_sections_expand_groups_and_lists_in_publishing_order():
     assert sections.expand(["volumes,memory", "static"]) == ["os", "misc", "memory", "volumes"]
     assert sections.expand(["all"]) == ["os", "misc", "memory", "network", "volumes"]
-    assert sections.expand(["ephemeral"]) == ["memory", "volumes"]
+    assert sections.expand(["ephemeral"]) == ["memory", "network", "volumes"]
     with pytest.raises(ValueError, match="unknown section 'disks'"):
         sections.expand(["memory,disks"])
 
@@ -61,7 +61,7 @@ def test_usage_errors_exit_2_with_one_line_and_usage(capsys):
 def test_help_lists_sections_and_exit_codes(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for word in ("os, misc, memory, network, volumes", "ephemeral (memory volumes)",
+    for word in ("os, misc, memory, network, volumes", "ephemeral (memory network volumes)",
                  "3  no XenStore", "1  a section failed"):
         assert word in out
 

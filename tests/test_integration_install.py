@@ -52,6 +52,9 @@ def expected_tree():
         exp["usr/bin/xenstore-" + alias] = ("link", None, "xenstore")
     for state in NETWORKD_STATES:
         exp["etc/networkd-dispatcher/%s.d/xe-oneshot" % state] = ("file", 0o755, None)
+    exp["etc/network/if-up.d/xe-oneshot"] = ("file", 0o755, None)
+    exp["etc/network/if-post-down.d/xe-oneshot"] = ("file", 0o755, None)
+    exp["etc/dhcp/dhclient-exit-hooks.d/xe-oneshot"] = ("file", 0o644, None)
     for src in (CHECKOUT / "xe_oneshot").rglob("*.py"):
         exp["usr/lib/xe-oneshot/" + str(src.relative_to(CHECKOUT))] = ("file", 0o644, None)
     return exp
