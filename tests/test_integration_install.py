@@ -8,7 +8,9 @@ import shlex
 import stat
 import subprocess
 import tarfile
+import time
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -17,6 +19,7 @@ from tests.integration_support import (CHECKOUT, NETWORKD_STATES, SHELL_SCRIPTS,
                                        overlay_usr, stage)
 
 DEBIAN_PYTHON = "/usr/bin/python3"
+MAN_PAGES = ("man1/xenstore.1", "man8/xe-oneshot.8", "man8/xe-linux-distribution.8")
 
 
 def tree(root: Path):
@@ -50,6 +53,9 @@ def expected_tree():
     }
     for alias in XENSTORE_ALIASES:
         exp["usr/bin/xenstore-" + alias] = ("link", None, "xenstore")
+        exp["usr/share/man/man1/xenstore-%s.1" % alias] = ("link", None, "xenstore.1")
+    for page in MAN_PAGES:
+        exp["usr/share/man/" + page] = ("file", 0o644, None)
     for state in NETWORKD_STATES:
         exp["etc/networkd-dispatcher/%s.d/xe-oneshot" % state] = ("file", 0o755, None)
     for src in (CHECKOUT / "xe_oneshot").rglob("*.py"):
@@ -308,3 +314,218 @@ def test_dist_tarball_is_the_staged_tree_with_modes_and_symlinks(staged):
     want = tree(staged)
     assert got == want
     assert not [n for n in got if n.startswith(("build", "dist", "/"))]
+
+
+# -- manual pages ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", MAN_PAGES)
+def test_manual_pages_are_clean_roff(page):
+    """mandoc's linter and groff's warnings: nothing at warning level or above."""
+    need("mandoc", "groff")
+    path = str(CHECKOUT / "man" / page.split("/")[1])
+    res = subprocess.run(["mandoc", "-Tlint", "-W", "warning", path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    assert (res.returncode, res.stdout) == (0, ""), res.stdout
+    res = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    assert (res.returncode, res.stdout) == (0, ""), res.stdout
+
+
+def test_mandoc_lint_would_catch_a_broken_page(tmp_path):
+    """The control for the test above."""
+    need("mandoc")
+    bad = tmp_path / "bad.8"
+    bad.write_text(".TH BAD 8\n.SH NAME\nbad \\- page\n.TP\n.B\n.SH SEE ALSO\n.BR nothing (8\n")
+    res = subprocess.run(["mandoc", "-Tlint", "-W", "warning", str(bad)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert res.returncode != 0 and "WARNING" in res.stdout
+
+
+def test_manual_pages_document_every_option_and_exit_status():
+    """What --help lists, the page lists too (options and exit codes)."""
+    cases = (("xe-oneshot.8", ["-m", "xe_oneshot", "--help"]),
+             ("xe-linux-distribution.8",
+              ["-c", "from xe_oneshot.distribution_cli import main; main(['--help'])"]))
+    for page, argv in cases:
+        text = (CHECKOUT / "man" / page).read_text().replace("\\-", "-")
+        res = subprocess.run([DEBIAN_PYTHON] + argv, cwd=str(CHECKOUT), stdout=subprocess.PIPE,
+                             text=True)
+        options = set(re.findall(r"^\s+(?:-\w, )?(--[a-z-]+)", res.stdout, re.M))
+        assert options and not [o for o in options if o not in text], (page, options)
+        codes = re.findall(r"^\s+(\d)\s+\S", res.stdout.split("exit status:")[1], re.M)
+        assert codes and not [c for c in codes if ".B %s\n" % c not in text], (page, codes)
+    xs = (CHECKOUT / "man/xenstore.1").read_text()
+    for command in XENSTORE_ALIASES:
+        assert ".B %s\n" % command in xs and "xenstore\\-%s" % command in xs
+
+
+# -- guests without systemd ----------------------------------------------------------
+
+def init_tree(root: Path):
+    return {p: e for p, e in tree(root).items() if "__pycache__" not in p}
+
+
+@pytest.mark.parametrize("init,extra", [
+    ("openrc", {"etc/init.d/xe-oneshot": ("file", 0o755, None)}),
+    ("sysv", {"etc/init.d/xe-oneshot": ("file", 0o755, None),
+              "etc/cron.d/xe-oneshot": ("file", 0o644, None)})])
+def test_install_for_a_guest_without_systemd(tmp_path, init, extra):
+    need("make")
+    root = stage(tmp_path, "INIT=" + init, "NOCOMPILE=1")
+    want = dict(expected_tree(), **extra)
+    want["usr/lib/xe-oneshot/xe-oneshot-run"] = ("file", 0o755, None)
+    assert init_tree(root) == want
+    rules = (root / "usr/lib/udev/rules.d/80-xe-oneshot.rules").read_text()
+    assert "systemctl" not in rules
+    assert rules.count('RUN+="/usr/lib/xe-oneshot/xe-oneshot-run event ') == 3
+    script = (root / "etc/init.d/xe-oneshot").read_text()
+    assert "/usr/lib/xe-oneshot/xe-oneshot-run" in script and "@" not in script.replace(
+        "@ephemeral", "")
+    if init == "sysv":
+        cron = (root / "etc/cron.d/xe-oneshot").read_text()
+        assert re.search(r"^\* \* \* \* \* root .*/usr/lib/xe-oneshot/xe-oneshot-run once "
+                         r"ephemeral$", cron, re.M), cron
+    else:
+        assert script.startswith("#!/sbin/openrc-run\n")
+        assert "tick ephemeral" in script
+
+
+def test_a_staged_install_is_systemd_whatever_the_build_machine_runs(tmp_path):
+    """DESTDIR set: INIT defaults to systemd, so packages and tarballs never depend on
+    the machine that built them (a direct install asks the running system)."""
+    need("make")
+    root = stage(tmp_path, "NOCOMPILE=1")
+    assert not (root / "etc/init.d").exists()
+    assert "systemctl --no-block start" in \
+        (root / "usr/lib/udev/rules.d/80-xe-oneshot.rules").read_text()
+
+
+@pytest.mark.parametrize("init", ["openrc", "sysv"])
+def test_init_scripts_pass_shellcheck(tmp_path, init):
+    need("make", "shellcheck")
+    root = stage(tmp_path, "INIT=" + init, "NOCOMPILE=1")
+    for path in (root / "etc/init.d/xe-oneshot", root / "usr/lib/xe-oneshot/xe-oneshot-run"):
+        res = subprocess.run(["shellcheck", "--shell=sh", "--severity=style", str(path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert res.returncode == 0, res.stdout
+
+
+def run_helper(staged_root: Path, tmp_path: Path, args, xen: bool,
+               collector: str = "") -> Tuple[Stubs, subprocess.CompletedProcess]:
+    """xe-oneshot-run as installed, its commands (@BINDIR@) replaced by recording stubs
+    (``collector``: extra shell lines for the xe-oneshot stub), logger by a stub on
+    PATH; in a namespace whose /dev holds xen/xenbus when ``xen``."""
+    need("unshare")
+    if not xen and (os.path.isdir("/proc/xen") or os.path.exists("/dev/xen/xenbus")):
+        pytest.fail("this machine is a Xen guest: the not-Xen case cannot be tested")
+    stubs = Stubs(tmp_path / "bin", ["xe-oneshot", "xe-linux-distribution", "logger"])
+    if collector:
+        path = stubs.dir / "xe-oneshot"
+        path.write_text(path.read_text().replace("exit 0\n", collector + "\nexit 0\n"))
+    run = tmp_path / "xe-oneshot-run"
+    run.write_text((staged_root / "usr/lib/xe-oneshot/xe-oneshot-run").read_text()
+                   .replace("/usr/bin/", str(stubs.dir) + "/"))
+    run.chmod(0o755)
+    setup = ""
+    if xen:
+        dev = tmp_path / "dev"
+        (dev / "up/xen").mkdir(parents=True, exist_ok=True)
+        (dev / "work").mkdir(exist_ok=True)
+        (dev / "up/xen/xenbus").write_text("")
+        setup = ("mount -t overlay overlay -o lowerdir=/dev,upperdir={d}/up,workdir={d}/work"
+                 " /dev\n".format(d=dev))
+    res = in_namespace(setup + "export PATH=%s:/usr/bin:/bin\nexec %s %s\n" % (
+        stubs.dir, run, " ".join(shlex.quote(a) for a in args)), timeout=60)
+    return stubs, res
+
+
+@pytest.fixture(scope="module")
+def staged_sysv(tmp_path_factory):
+    need("make")
+    return stage(tmp_path_factory.mktemp("sysv"), "INIT=sysv", "NOCOMPILE=1")
+
+
+def test_helper_once_runs_the_section_with_messages_to_syslog(staged_sysv, tmp_path):
+    stubs, res = run_helper(staged_sysv, tmp_path, ["once", "ephemeral"], xen=True)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-oneshot") == [["--section", "ephemeral"]]
+    assert stubs.calls("logger") == [["-t", "xe-oneshot"]]
+
+
+def test_helper_boot_refreshes_the_cache_then_publishes_all(staged_sysv, tmp_path):
+    stubs, res = run_helper(staged_sysv, tmp_path, ["boot"], xen=True)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-linux-distribution") == [["/var/cache/xe-linux-distribution"]]
+    assert stubs.calls("xe-oneshot") == [["--section", "all"]]
+
+
+@pytest.mark.parametrize("args", [["boot"], ["once", "ephemeral"], ["event", "network"],
+                                  ["tick", "ephemeral"]])
+def test_helper_does_nothing_on_a_machine_that_is_not_a_xen_guest(staged_sysv, tmp_path,
+                                                                  args):
+    """ConditionVirtualization=xen of the units (tick would loop forever otherwise)."""
+    stubs, res = run_helper(staged_sysv, tmp_path, args, xen=False)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-oneshot") == [] and stubs.calls("xe-linux-distribution") == []
+
+
+def test_helper_event_returns_at_once_detached_from_udev(staged_sysv, tmp_path):
+    """udev waits for the RUN program and for EOF on its stdout and stderr: the event
+    mode returns while the collector still runs, in a session of its own, and holds
+    none of the pipes (in_namespace reads them to EOF)."""
+    marker = tmp_path / "ran"
+    collector = ('echo "$(cut -d" " -f6 /proc/$$/stat) $(cut -d" " -f6 /proc/$PPID/stat)" '
+                 '> %s.sid\nsleep 3\necho done > %s' % (marker, marker))
+    start = time.monotonic()
+    stubs, res = run_helper(staged_sysv, tmp_path, ["event", "network"], xen=True,
+                            collector=collector)
+    took = time.monotonic() - start
+    assert res.returncode == 0 and res.stdout == "", res.stdout
+    assert took < 2.5, took                       # not the collector's 3 s
+    assert not marker.exists()                    # still running
+    for _ in range(100):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    assert marker.read_text() == "done\n"
+    assert stubs.calls("xe-oneshot") == [["--section", "network"]]
+    sid = (tmp_path / "ran.sid").read_text().split()
+    assert sid[0] != str(os.getsid(0))           # not the caller's (udev's) session
+
+
+def test_helper_rejects_an_unknown_mode(staged_sysv, tmp_path):
+    stubs, res = run_helper(staged_sysv, tmp_path, ["frobnicate"], xen=True)
+    assert res.returncode == 2 and "usage" in res.stdout
+    assert stubs.calls("xe-oneshot") == []
+
+
+# -- make uninstall ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("init", ["systemd", "openrc", "sysv"])
+def test_uninstall_removes_every_file_and_reinstall_works(tmp_path, init):
+    need("make")
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/someone-elses").write_text("kept\n")    # a file that is not ours
+    make("install", "DESTDIR=%s" % root, "INIT=" + init)        # byte-compiled too
+    assert list(root.rglob("__pycache__"))
+    make("uninstall", "DESTDIR=%s" % root, "INIT=" + init)
+    left = {k: v for k, v in tree(root).items() if v[0] != "dir"}
+    assert left == {"usr/bin/someone-elses": ("file", 0o644, None)}
+    for own in ("usr/lib/xe-oneshot", "usr/share/doc/xe-oneshot"):
+        assert not (root / own).exists()
+    make("install", "DESTDIR=%s" % root, "INIT=" + init, "NOCOMPILE=1")
+    want = stage(tmp_path / "fresh", "INIT=" + init, "NOCOMPILE=1")
+    got = tree(root)
+    del got["usr/bin/someone-elses"]
+    assert got == tree(want)
+
+
+def test_uninstall_with_other_variables_removes_what_those_installed(tmp_path):
+    """Same variables, same files: PREFIX=/usr/local installs and removes its own."""
+    need("make")
+    root = tmp_path / "root"
+    make("install", "DESTDIR=%s" % root, "PREFIX=/usr/local", "NOCOMPILE=1")
+    assert (root / "usr/local/bin/xe-oneshot").exists()
+    make("uninstall", "DESTDIR=%s" % root, "PREFIX=/usr/local")
+    assert [k for k, v in tree(root).items() if v[0] != "dir"] == []
