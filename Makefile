@@ -164,3 +164,30 @@ uninstall:
 	find ".$(LIBDIR)" ".$(DOCDIR)" -depth -type d | sed 's|^\.||' | while read -r d; do \
 	    rmdir "$(DESTDIR)$$d" 2>/dev/null || :; done
 	@echo "uninstalled (INIT=$(INIT)) from $(if $(DESTDIR),$(DESTDIR),/)"
+
+# `make rpm`: one noarch RPM (and its source RPM) for the RHEL family and SUSE, from
+# packaging/rpm/xe-oneshot.spec.in, with rpmbuild (Debian's `rpm` package will do).
+# Source0 is the source tree as it is (no git needed). --nodeps: the build machine's
+# rpm database knows nothing of its (Debian) make and python3. No __os_install_post:
+# nothing to strip in a noarch package, and Debian's brp-compress needs bash as sh (the
+# spec compresses the manual pages itself); a rebuild of the source RPM uses its own.
+RPMTOP = build/rpm
+RPM_SOURCES = Makefile setup.cfg pyproject.toml README.md LICENSE CHANGELOG.md xe_oneshot \
+    hooks udev-rules networkd-dispatcher init man packaging
+.PHONY: rpm
+rpm:
+	$(if $(MAINTAINER),,$(error set MAINTAINER="Name <address>" (or DEBFULLNAME and DEBEMAIL)))
+	rm -rf "$(RPMTOP)" && mkdir -p "$(RPMTOP)/SOURCES" "$(RPMTOP)/SPECS" dist
+	tar --sort=name --owner=0 --group=0 --numeric-owner --exclude=__pycache__ \
+	    --exclude='*.pyc' --transform 's|^|xe-oneshot-$(VERSION)/|' \
+	    -czf "$(RPMTOP)/SOURCES/xe-oneshot-$(VERSION).tar.gz" $(RPM_SOURCES)
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAINTAINER@|$(MAINTAINER)|' \
+	    -e 's|@PYTHON_FLOOR@|$(PYTHON_FLOOR)|' \
+	    -e "s|@DATE@|$$(LC_ALL=C date -u '+%a %b %d %Y' -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)})|" \
+	    packaging/rpm/xe-oneshot.spec.in > "$(RPMTOP)/SPECS/xe-oneshot.spec"
+	rpmbuild -ba --quiet --nodeps --define "_topdir $(CURDIR)/$(RPMTOP)" \
+	    --define "__os_install_post %{nil}" \
+	    --define "_rpmdir $(CURDIR)/dist" --define "_srcrpmdir $(CURDIR)/dist" \
+	    --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
+	    "$(RPMTOP)/SPECS/xe-oneshot.spec"
+	@echo "dist/xe-oneshot-$(VERSION)-1.noarch.rpm"
