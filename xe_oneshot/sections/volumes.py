@@ -376,7 +376,12 @@ def run_pvs() -> Optional[str]:
 
     Works with sh 1.14 (a RunningCommand, str() is its stdout) and sh 2.x (a str).
     """
-    import sh  # ~90 ms: only on guests that have a PV
+    try:
+        import sh  # ~90 ms: only on guests that have a PV
+    except ImportError:  # only Recommended by the RPM (EPEL on RHEL)
+        LOG.warning("the Python module sh is not installed (python3-sh): LVM physical "
+                    "volumes published without usage")
+        return None
     env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
     try:
         pvs = sh.Command("pvs")
