@@ -51,7 +51,7 @@ def test_control_fields(deb):
     relations = [line for line in fields.splitlines()
                  if line.startswith(("Conflicts:", "Breaks:", "Replaces:"))]
     assert not [r for r in relations if "xenstore-utils" in r], relations
-    assert "Conflicts: xe-guest-utilities\n" in fields
+    assert "Conflicts: xe-guest-utilities, xen-guest-agent\n" in fields
     # whoever builds it (make deb MAINTAINER=...), never a made-up address
     assert "Maintainer: %s\n" % builder() in fields
     assert "example.org" not in fields

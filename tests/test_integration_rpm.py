@@ -98,7 +98,8 @@ def test_dependencies(rpm):
     # sh only for `pvs` (EPEL on RHEL), xattr never (os.setxattr): not hard requirements
     assert not [r for r in requires if r.startswith(("python3-sh", "python3-xattr"))]
     assert query(rpm, "--recommends") == ["python3-sh", "udev"]
-    assert "xe-guest-utilities" in query(rpm, "--conflicts")
+    assert {"xe-guest-utilities", "xe-guest-utilities-latest", "xen-guest-agent"} <= \
+        set(query(rpm, "--conflicts"))
     # nothing generated from the launchers' #! (the link is the package's own)
     assert not [r for r in requires if "xe-oneshot" in r and not r.startswith("config(")]
 
