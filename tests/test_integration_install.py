@@ -2,6 +2,7 @@
 reads it looks, with its mode; systemd-analyze verify; the units' own shell lines run."""
 
 import configparser
+import json
 import os
 import re
 import shlex
@@ -529,3 +530,42 @@ def test_uninstall_with_other_variables_removes_what_those_installed(tmp_path):
     assert (root / "usr/local/bin/xe-oneshot").exists()
     make("uninstall", "DESTDIR=%s" % root, "PREFIX=/usr/local")
     assert [k for k, v in tree(root).items() if v[0] != "dir"] == []
+
+
+# -- README's "Try it" -------------------------------------------------------------------
+
+def try_it_commands():
+    text = (CHECKOUT / "README.md").read_text()
+    section = text.split("\n## Try it\n", 1)[1].split("\n## ", 1)[0]
+    return [line[4:] for line in section.splitlines() if line.startswith("    ")]
+
+
+def test_readme_try_it_runs_verbatim_with_debians_python_and_a_bare_path(tmp_path):
+    """Stock Debian: /usr/bin/python3, PATH=/usr/bin:/bin, and none of psutil, sh or
+    xattr importable (their directories hidden in a private mount namespace)."""
+    need("unshare")
+    commands = try_it_commands()
+    assert len(commands) == 2 and all(c.startswith("python3 -m xe_oneshot") for c in commands)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hide = "".join("[ ! -d {d} ] || mount --bind {e} {d}\n".format(d=d, e=empty)
+                   for d in ["/usr/lib/python3/dist-packages"] +
+                   [str(p) for p in Path("/usr/local/lib").glob("python3*/dist-packages")])
+    script = hide + """
+cd {checkout}
+export PATH=/usr/bin:/bin
+[ "$(command -v python3)" = /usr/bin/python3 ]
+if python3 -c 'import psutil' 2>/dev/null || python3 -c 'import sh' 2>/dev/null \\
+   || python3 -c 'import xattr' 2>/dev/null; then echo "MODULES NOT HIDDEN"; exit 1; fi
+""".format(checkout=shlex.quote(str(CHECKOUT)))
+    for i, command in enumerate(commands):
+        script += "sh -c %s > %s/out%d 2>&1\n" % (shlex.quote(command), tmp_path, i)
+    res = in_namespace(script, env={"HOME": "/nonexistent", "LANG": "C.UTF-8"})
+    assert res.returncode == 0, res.stdout + "".join(
+        p.read_text() for p in sorted(tmp_path.glob("out*")))
+    text = (tmp_path / "out0").read_text()
+    assert re.search(r'^data/os_uname = "%s"$' % re.escape(os.uname().release), text, re.M), \
+        text
+    assert 'attr/PVAddons/Installed = "1"' in text
+    values = json.loads((tmp_path / "out1").read_text())
+    assert values["data/os_uname"] == os.uname().release
