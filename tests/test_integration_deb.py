@@ -36,7 +36,8 @@ def deb():
 
 
 def test_control_fields(deb):
-    fields = subprocess.run(["dpkg-deb", "-f", str(deb)], stdout=subprocess.PIPE, text=True,
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb)], stdout=subprocess.PIPE,
+                            universal_newlines=True,
                             check=True).stdout
     assert "Package: xe-oneshot\n" in fields
     assert "Version: %s\n" % source_version() in fields
@@ -61,7 +62,7 @@ def builder() -> str:
     """DEBFULLNAME <DEBEMAIL>, else git's user.name <user.email>."""
     def git(key):
         return subprocess.run(["git", "-C", str(CHECKOUT), "config", key],
-                              stdout=subprocess.PIPE, text=True).stdout.strip()
+                              stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
     return "%s <%s>" % (os.environ.get("DEBFULLNAME") or git("user.name"),
                         os.environ.get("DEBEMAIL") or git("user.email"))
 
@@ -71,7 +72,7 @@ def test_maintainer_comes_from_the_builder(tmp_path):
     out = make("deb", "MAINTAINER=Jane Admin <jane@admin.invalid>").stdout
     assert "Maintainer: Jane Admin <jane@admin.invalid>\n" in subprocess.run(
         ["dpkg-deb", "-f", str(CHECKOUT / ("dist/xe-oneshot_%s_all.deb" % source_version()))],
-        stdout=subprocess.PIPE, text=True, check=True).stdout, out
+        stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout, out
     res = make("deb", "MAINTAINER=", check=False)
     assert res.returncode != 0 and "set MAINTAINER" in res.stdout
     make("deb")     # the module's package again, for the tests that follow
@@ -80,7 +81,7 @@ def test_maintainer_comes_from_the_builder(tmp_path):
 def test_lintian_finds_no_error_and_no_warning(deb):
     need("lintian")
     res = subprocess.run(["lintian", "--allow-root", "--tag-display-limit", "0", str(deb)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          timeout=300)
     tags = [line for line in res.stdout.splitlines() if re.match(r"^[EW]: ", line)]
     assert tags == [], res.stdout
@@ -152,8 +153,8 @@ in_root() {{ chroot "$R" "$@"; }}
 # removes /usr/lib/systemd/system-sleep when it is empty, a directory dpkg believes
 # only this package ships (systemd ships it as /lib/...: merged-/usr aliasing). $1: name.
 upper() {{
-    (cd "$W/ov/up" && find . \\( -path ./var/lib/dpkg -o -path ./var/log -o -path ./var/cache/man \\
-        -o -path ./xe-test \\) \
+    (cd "$W/ov/up" && find . \\( -path ./var/lib/dpkg -o -path ./var/log \\
+        -o -path ./var/cache/man -o -path ./xe-test \\) \
         -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort) > "$W/out/$1.upper"
 }}
 {steps}
@@ -216,7 +217,7 @@ upper purge
 """.format(sock=shlex.quote(str(sock)))
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc",
                           throwaway_root_script(deb, work, sock, steps)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          timeout=600)
     assert res.returncode == 0, res.stdout
     out = work / "out"
@@ -268,12 +269,13 @@ def test_rtupdate_hook_recompiles(lifecycle):
 def debian_python_tag() -> str:
     return subprocess.run(["/usr/bin/python3", "-c",
                            "import sys; print('%d%d' % sys.version_info[:2])"],
-                          stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+                          stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.strip()
 
 
 def dpkg_upstream_version(package: str) -> str:
     version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
-                             stdout=subprocess.PIPE, text=True, check=True).stdout
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
     return re.sub(r"^\d+:", "", version).rsplit("-", 1)[0]
 
 
@@ -296,7 +298,7 @@ def test_installed_collector_publishes_into_the_real_daemon(lifecycle, xenstored
     assert (pv["Installed"], pv["MajorVersion"], pv["MinorVersion"], pv["MicroVersion"]) == \
         ("1", major, minor, micro)
     assert xenstored.read("data/os_uname") == subprocess.run(
-        ["uname", "-r"], stdout=subprocess.PIPE, text=True).stdout.strip()
+        ["uname", "-r"], stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
     total = next(line.split()[1] for line in open("/proc/meminfo")
                  if line.startswith("MemTotal:"))
     assert xenstored.read("data/meminfo_total") == total
@@ -397,7 +399,7 @@ look nothing
     xenstored.write("data/coexist", "both")
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc",
                           throwaway_root_script(deb, work, xenstored.socket, steps)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          timeout=600)
     assert res.returncode == 0, res.stdout
     out = work / "out"

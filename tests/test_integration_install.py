@@ -73,7 +73,8 @@ def test_install_byte_compiles_for_the_system_python(staged):
     """Units run read-only (ProtectSystem=strict): a missing .pyc would be compiled
     again on every event."""
     tag = subprocess.run([DEBIAN_PYTHON, "-c", "import sys; print(sys.implementation.cache_tag)"],
-                         stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+                         stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout.strip()
     lib = staged / "usr/lib/xe-oneshot"
     missing = [str(py.relative_to(lib)) for py in lib.rglob("*.py")
                if not (py.parent / "__pycache__" / ("%s.%s.pyc" % (py.stem, tag))).exists()]
@@ -109,7 +110,8 @@ def test_launcher_runs_from_the_staged_tree_and_ignores_the_callers_python_setup
     (evil / "xe_oneshot" / "cli.py").write_text("raise SystemExit('HIJACKED')\n")
     env = dict(os.environ, PYTHONPATH=str(evil), PYTHONHOME="/nonexistent")
     res = subprocess.run([str(staged / "usr/bin/xe-oneshot"), "--help"], cwd=str(evil),
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True,
                          timeout=60)
     assert "HIJACKED" not in res.stdout + res.stderr
     assert res.returncode == 0, res.stderr
@@ -121,7 +123,7 @@ def test_launcher_through_a_symlink_finds_the_package(staged, tmp_path):
     link.symlink_to(staged / "usr/bin/xe-linux-distribution")
     out = tmp_path / "distro"
     res = subprocess.run([str(link), str(out)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, timeout=60)
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert out.read_text().startswith('os_distro="')
 
@@ -131,7 +133,7 @@ def test_xenstore_aliases_dispatch_on_their_name(staged, xenstored):
     bin_ = staged / "usr/bin"
     run = lambda *cmd: subprocess.run([str(bin_ / cmd[0])] + list(cmd[1:]), env=env,  # noqa
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, timeout=30)
+                                      universal_newlines=True, timeout=30)
     res = run("xenstore-write", "data/integration", "written by the alias")
     assert res.returncode == 0, res.stderr
     assert xenstored.read("data/integration") == "written by the alias"
@@ -251,7 +253,7 @@ def test_boot_service_raises_the_freeze_timeout_never_lowers_it(staged, tmp_path
     script = "mount --bind %s /sys/power\nexec \"$@\"\n" % power
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script,
                           "sh"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, timeout=30)
+                         universal_newlines=True, timeout=30)
     assert res.returncode == 0, res.stdout
     assert (power / "pm_freeze_timeout").read_text().strip() == after
 
@@ -266,7 +268,7 @@ def test_boot_service_refreshes_the_distribution_cache(staged, tmp_path):
     script = overlay_usr(staged) + "mount --bind %s /var/cache\nexec \"$@\"\n" % cache
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script,
                           "sh"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, timeout=60)
+                         universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stdout
     lines = (cache / "xe-linux-distribution").read_text().splitlines()
     assert [line.split("=", 1)[0] for line in lines] == \
@@ -283,7 +285,7 @@ def test_shell_scripts_are_posix_sh_and_pass_shellcheck(script):
     assert path.read_text().startswith("#!/bin/sh\n")
     assert os.access(path, os.X_OK)
     res = subprocess.run(["shellcheck", "--shell=sh", "--severity=style", str(path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert res.returncode == 0, res.stdout
 
 
@@ -293,7 +295,7 @@ def test_shellcheck_would_catch_an_unquoted_variable(tmp_path):
     bad = tmp_path / "bad"
     bad.write_text('#!/bin/sh\nsystemctl start xe-oneshot@$1.service\n')
     res = subprocess.run(["shellcheck", "--shell=sh", str(bad)], stdout=subprocess.PIPE,
-                         text=True)
+                         universal_newlines=True)
     assert res.returncode != 0 and "SC2086" in res.stdout
 
 
@@ -325,10 +327,10 @@ def test_manual_pages_are_clean_roff(page):
     need("mandoc", "groff")
     path = str(CHECKOUT / "man" / page.split("/")[1])
     res = subprocess.run(["mandoc", "-Tlint", "-W", "warning", path], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+                         stderr=subprocess.STDOUT, universal_newlines=True)
     assert (res.returncode, res.stdout) == (0, ""), res.stdout
     res = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+                         stderr=subprocess.STDOUT, universal_newlines=True)
     assert (res.returncode, res.stdout) == (0, ""), res.stdout
 
 
@@ -338,7 +340,7 @@ def test_mandoc_lint_would_catch_a_broken_page(tmp_path):
     bad = tmp_path / "bad.8"
     bad.write_text(".TH BAD 8\n.SH NAME\nbad \\- page\n.TP\n.B\n.SH SEE ALSO\n.BR nothing (8\n")
     res = subprocess.run(["mandoc", "-Tlint", "-W", "warning", str(bad)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert res.returncode != 0 and "WARNING" in res.stdout
 
 
@@ -350,7 +352,7 @@ def test_manual_pages_document_every_option_and_exit_status():
     for page, argv in cases:
         text = (CHECKOUT / "man" / page).read_text().replace("\\-", "-")
         res = subprocess.run([DEBIAN_PYTHON] + argv, cwd=str(CHECKOUT), stdout=subprocess.PIPE,
-                             text=True)
+                             universal_newlines=True)
         options = set(re.findall(r"^\s+(?:-\w, )?(--[a-z-]+)", res.stdout, re.M))
         assert options and not [o for o in options if o not in text], (page, options)
         codes = re.findall(r"^\s+(\d)\s+\S", res.stdout.split("exit status:")[1], re.M)
@@ -407,7 +409,8 @@ def test_init_scripts_pass_shellcheck(tmp_path, init):
     root = stage(tmp_path, "INIT=" + init, "NOCOMPILE=1")
     for path in (root / "etc/init.d/xe-oneshot", root / "usr/lib/xe-oneshot/xe-oneshot-run"):
         res = subprocess.run(["shellcheck", "--shell=sh", "--severity=style", str(path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True)
         assert res.returncode == 0, res.stdout
 
 

@@ -34,7 +34,8 @@ def rpm():
 
 def query(rpm: Path, *args: str) -> List[str]:
     return subprocess.run(["rpm", "-qp"] + list(args) + [str(rpm)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, check=True).stdout.splitlines()
+                          stderr=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.splitlines()
 
 
 def test_contents_are_the_systemd_install_plus_packaging(rpm, tmp_path):
@@ -81,7 +82,7 @@ def test_conffiles_ghosts_and_units(rpm):
     # launchers on the link %post points at the distribution's interpreter
     res = subprocess.run("rpm2cpio %s | cpio -i --quiet --to-stdout ./usr/bin/xe-oneshot"
                          % shlex.quote(str(rpm)), shell=True, stdout=subprocess.PIPE,
-                         text=True, check=True)
+                         universal_newlines=True, check=True)
     assert res.stdout.startswith("#!/usr/lib/xe-oneshot/python3 -I\n")
 
 
@@ -139,7 +140,7 @@ def test_rpmlint_reports_nothing_unexplained(rpm):
     spec = CHECKOUT / "build/rpm/SPECS/xe-oneshot.spec"
     res = subprocess.run(["rpmlint", "-c", str(CHECKOUT / "packaging/rpm/rpmlint.toml"),
                           str(rpm), str(srpm), str(spec)], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=300)
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=300)
     tags = set(re.findall(r"^\S+: [EW]: (\S+)", res.stdout, re.M))
     assert tags, res.stdout          # the check ran (the signature is always missing)
     assert tags - RPMLINT_EXPLAINED == set(), res.stdout
@@ -218,7 +219,7 @@ snap erase2; upper erase2
 """.format(work=shlex.quote(str(work)), rpm=shlex.quote(str(rpm)),
            sock=shlex.quote(str(sock)), db=DBPATH, dbrel=DBPATH.lstrip("/"))
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          timeout=600)
     assert res.returncode == 0, res.stdout
     out = work / "out"
@@ -244,7 +245,8 @@ def test_rpm_installs_where_the_units_expect_the_files(lifecycle):
     # no platform-python on Debian: %post chose python3, and compiled for it
     assert "python /usr/bin/python3" in state
     tag = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.implementation"
-                          ".cache_tag)"], stdout=subprocess.PIPE, text=True).stdout.strip()
+                          ".cache_tag)"], stdout=subprocess.PIPE,
+                          universal_newlines=True).stdout.strip()
     assert "pyc cli.%s.pyc" % tag in state
     assert lifecycle["verify.rc"].strip() == "0", lifecycle["verify.log"]
 
@@ -266,7 +268,7 @@ def test_installed_collector_publishes_into_the_real_daemon(lifecycle, xenstored
     assert lifecycle["run.rc"].strip() == "0", lifecycle["run.log"]
     assert xenstored.read("attr/PVAddons/Installed") == "1"
     assert xenstored.read("data/os_uname") == subprocess.run(
-        ["uname", "-r"], stdout=subprocess.PIPE, text=True).stdout.strip()
+        ["uname", "-r"], stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
     assert lifecycle["read.log"] == "1\n"
 
 
