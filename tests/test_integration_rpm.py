@@ -42,7 +42,6 @@ def test_contents_are_the_systemd_install_plus_packaging(rpm, tmp_path):
     """Every file `make install` stages (INIT=systemd), manual pages compressed, the doc
     files under the RPM's own names, the preset, and two ghosts."""
     root = stage(tmp_path, "NOCOMPILE=1")
-    version = source_version()
     want = set()
     for path in root.rglob("*"):
         rel = "/" + str(path.relative_to(root))
@@ -50,12 +49,8 @@ def test_contents_are_the_systemd_install_plus_packaging(rpm, tmp_path):
             continue
         if rel.startswith("/usr/share/man/"):
             rel += ".gz"
-        elif rel == "/usr/share/doc/xe-oneshot/README.md":
-            continue
         want.add(rel)
-    want |= {"/usr/share/doc/xe-oneshot-%s/README.md" % version,
-             "/usr/share/doc/xe-oneshot-%s/CHANGELOG.md" % version,
-             "/usr/share/licenses/xe-oneshot-%s/LICENSE" % version,
+    want |= {"/usr/share/doc/xe-oneshot/CHANGELOG.md", "/usr/share/licenses/xe-oneshot/LICENSE",
              "/usr/lib/systemd/system-preset/80-xe-oneshot.preset",
              "/usr/lib/xe-oneshot/python3", "/var/cache/xe-linux-distribution"}
     files = query(rpm, "-l")
@@ -197,6 +192,13 @@ snap() {{
           echo "python $(readlink "$R/usr/lib/xe-oneshot/python3")"
       ls "$R/usr/lib/xe-oneshot/xe_oneshot/__pycache__" 2>/dev/null | sed 's/^/pyc /'
     }} > "$W/out/$1.state" 2>&1
+    # every absolute path the units and rules name (commands, Documentation=)
+    for f in $(cat "$R"/usr/lib/systemd/system/xe-oneshot* \
+                   "$R"/usr/lib/udev/rules.d/80-xe-oneshot.rules 2>/dev/null \
+               | grep -v '^#' | grep -o '\\(/usr\\)\\?/s\\?bin/[a-z-]*\\|file:/[^ ]*' \
+               | sed 's/^file://' | sort -u); do
+        if [ -e "$R$f" ]; then echo "found $f"; else echo "MISSING $f"; fi
+    done > "$W/out/$1.named"
     mv "$W/out/calls" "$W/out/$1.calls" 2>/dev/null || : > "$W/out/$1.calls"
 }}
 rpmr --initdb
@@ -249,6 +251,14 @@ def test_rpm_installs_where_the_units_expect_the_files(lifecycle):
                           universal_newlines=True).stdout.strip()
     assert "pyc cli.%s.pyc" % tag in state
     assert lifecycle["verify.rc"].strip() == "0", lifecycle["verify.log"]
+
+
+def test_files_are_where_the_units_and_rules_look(lifecycle):
+    named = lines(lifecycle["install.named"])
+    for f in ("/usr/bin/xe-oneshot", "/usr/bin/xe-linux-distribution",
+              "/usr/share/doc/xe-oneshot/README.md", "/bin/systemctl", "/bin/sh"):
+        assert "found " + f in named, named
+    assert not [n for n in named if n.startswith("MISSING")], named
 
 
 def test_scriptlets_enable_by_preset_start_and_reload_udev(lifecycle):
