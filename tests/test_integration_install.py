@@ -572,3 +572,40 @@ if python3 -c 'import psutil' 2>/dev/null || python3 -c 'import sh' 2>/dev/null 
     assert 'attr/PVAddons/Installed = "1"' in text
     values = json.loads((tmp_path / "out1").read_text())
     assert values["data/os_uname"] == os.uname().release
+
+
+def test_openrc_service_runs_the_boot_then_starts_and_stops_the_tick(tmp_path):
+    """The installed OpenRC script sourced as openrc-run does (its ebegin/eend and
+    start-stop-daemon recorded): start does the boot run, then starts the tick in the
+    background under a pidfile; stop stops it through that pidfile."""
+    need("make")
+    root = stage(tmp_path / "root", "INIT=openrc", "NOCOMPILE=1")
+    stubs = Stubs(tmp_path / "bin", ["start-stop-daemon", "xe-oneshot-run"])
+    script = (root / "etc/init.d/xe-oneshot").read_text().replace(
+        "/usr/lib/xe-oneshot/xe-oneshot-run", str(stubs.dir / "xe-oneshot-run"))
+    (tmp_path / "svc").write_text(script)
+    res = subprocess.run(
+        ["sh", "-euc", 'ebegin() { :; }; eend() { return "$1"; }; . "$1"; depend() { :; }; '
+         'start; stop', "sh", str(tmp_path / "svc")],
+        env={"PATH": "%s:/usr/bin:/bin" % stubs.dir}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, universal_newlines=True, timeout=30)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-oneshot-run") == [["boot"]]
+    pidfile = "/run/xe-oneshot-tick.pid"
+    assert stubs.calls("start-stop-daemon") == [
+        ["--start", "--background", "--make-pidfile", "--pidfile", pidfile,
+         "--exec", str(stubs.dir / "xe-oneshot-run"), "--", "tick", "ephemeral"],
+        ["--stop", "--quiet", "--pidfile", pidfile]]
+
+
+@pytest.mark.parametrize("action,rc,runs", [("start", 0, [["boot"]]), ("restart", 0, [["boot"]]),
+                                            ("stop", 0, []), ("frobnicate", 2, [])])
+def test_sysv_script_runs_the_boot_on_start(staged_sysv, tmp_path, action, rc, runs):
+    stubs = Stubs(tmp_path / "bin", ["xe-oneshot-run"])
+    script = tmp_path / "svc"
+    script.write_text((staged_sysv / "etc/init.d/xe-oneshot").read_text().replace(
+        "/usr/lib/xe-oneshot/xe-oneshot-run", str(stubs.dir / "xe-oneshot-run")))
+    res = subprocess.run(["sh", str(script), action], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=30)
+    assert res.returncode == rc, res.stdout
+    assert stubs.calls("xe-oneshot-run") == runs
