@@ -406,7 +406,12 @@ def run_pvs() -> Optional[str]:
     import signal
     import threading
 
-    import sh  # ~90 ms: only on guests that have a PV
+    try:
+        import sh  # ~90 ms: only on guests that have a PV
+    except ImportError:  # only Recommended by the RPM (EPEL on RHEL)
+        LOG.warning("the Python module sh is not installed (python3-sh): LVM physical "
+                    "volumes published without usage")
+        return None
     env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
     timed_out = []
 
