@@ -1,7 +1,26 @@
-"""``python3 -m xe_oneshot``: the collector (same as ``xe-oneshot``)."""
+"""``python3 -m xe_oneshot``: the collector (same as ``xe-oneshot``).
 
-import sys
+Ctrl-C exits 130 with no traceback at any moment, the modules' import included (see
+packaging/launcher.in: the same handler, for the same reasons).
+"""
 
-from .cli import main
+try:
+    import _signal  # what `signal` wraps; `signal` would import enum (milliseconds)
 
-sys.exit(main())
+    def _interrupted(signum, frame):
+        import posix  # builtin and loaded (os may be half-imported at this moment)
+        import sys
+        try:
+            sys.stdout.flush()
+        except BaseException:  # noqa: B036 - a full disk, a closed pipe, a reentrant call
+            pass
+        posix._exit(130)
+
+    if _signal.getsignal(_signal.SIGINT) is not _signal.SIG_IGN:
+        _signal.signal(_signal.SIGINT, _interrupted)
+    from .cli import main
+
+    status = main()
+except KeyboardInterrupt:
+    status = 130
+raise SystemExit(status)
