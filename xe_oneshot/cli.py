@@ -49,7 +49,8 @@ options:
                        /var/cache) under DIR instead of /
   --state-dir DIR      lock and run state (default /run/xe-oneshot)
   --dry-run            collect and print the changes it would make; write nothing
-  --print              print the collected keys; XenStore is not needed
+  --print              print the keys a run would publish (escaped as xenstore-ls
+                       does); neither XenStore nor the state dir is needed
   --format text|json   output of --print (json implies --print)
   --no-balloon         publish control/feature-balloon = 0
   --threshold PCT      publish free memory / free space when it moved by at least PCT
