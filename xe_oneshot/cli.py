@@ -6,6 +6,7 @@ this process starts on every udev and network event.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from . import __version__, log
@@ -28,8 +29,8 @@ EXIT_OUTPUT = 5             # the output of --print / --dry-run could not be wri
 EXIT_PIPE = 141             # ... because its reader left (128 + SIGPIPE, as a shell
                             # reports a writer killed by SIGPIPE); nothing is said
 
-#: Errors that mean "no room to save the state": the run goes on without it.
-_NO_ROOM = (28, 122, 30)    # ENOSPC, EDQUOT, EROFS
+#: Errors that mean "no room for the state": the run goes on without it.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 USAGE = "usage: xe-oneshot [--section NAME]... [--root DIR] [--state-dir DIR]\n" \
         "                  [--dry-run | --print] [--format text|json] [--no-balloon]\n" \
@@ -218,7 +219,6 @@ def _say(text: str) -> None:
 def _output_failed(err: OSError) -> int:
     """The exit status for an output that could not be written; stdout is pointed at
     /dev/null so that the interpreter's last flush stays quiet."""
-    import errno
     import os
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
