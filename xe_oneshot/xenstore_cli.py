@@ -488,8 +488,6 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
         except (OSError, ValueError):  # stderr is gone: the exit status still tells
             pass
 
-    command = None  # type: Optional[str]
-    sub = ""
     try:
         status = _main(prog, argv, write, warn)
         try:
