@@ -327,9 +327,10 @@ def _run(opts: Options, sections: List[str]) -> int:
         # XenStore first: where there is none (not a Xen guest) the run touches nothing,
         # not even the state dir.
         client = _open_client(required=True)
+        ctx = _context(opts, client)
         if not opts.dry_run:
-            state = _open_state(opts, RunState, StateError)
-        return _publish(opts, sections, state, client, requested)
+            state = _open_state(opts, ctx, RunState, StateError)
+        return _publish(opts, sections, state, ctx, client, requested)
     except StateError as err:
         _say(str(err))
         return EXIT_FAILED
@@ -351,13 +352,13 @@ def _run(opts: Options, sections: List[str]) -> int:
             state.close()
 
 
-def _open_state(opts: Options, RunState, StateError):  # noqa: N803 (classes, imported lazily)
-    """The run state, opened and locked. Where there is no room for it (the state dir's
+def _open_state(opts: Options, ctx: Context, RunState, StateError):  # noqa: N803
+    """The run state (``RunState``, ``StateError``: imported lazily), opened and locked,
+    tied to this boot's ``boot_id``. Where there is no room for it (the state dir's
     filesystem is full or read-only), a run goes on without it: no coalescing, and
     every change is published."""
-    from .guest import Root
     try:
-        boot: Optional[str] = Root(opts.root).read_line("/proc/sys/kernel/random/boot_id")
+        boot: Optional[str] = ctx.root.read_line("/proc/sys/kernel/random/boot_id")
     except OSError:
         boot = None
     state = RunState(opts.state_dir, boot or None)
@@ -373,11 +374,11 @@ def _open_state(opts: Options, RunState, StateError):  # noqa: N803 (classes, im
     return state
 
 
-def _publish(opts: Options, sections: List[str], state, client, requested: float) -> int:
+def _publish(opts: Options, sections: List[str], state, ctx: Context, client,
+             requested: float) -> int:
     from .publisher import Policy, Publisher
     from .runstate import now
 
-    ctx = _context(opts, client)
     if state is not None:
         todo = state.pending(sections, requested)
         if not todo:
