@@ -20,6 +20,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -129,3 +130,31 @@ def test_inherited_sigint_ignored_is_kept(staged, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (0, b"")
     assert b"data/meminfo_total" in out
+
+
+@pytest.mark.parametrize("entry", ["xe_oneshot", "xenstore", "xe_linux_distribution"])
+def test_console_script_entry_points_exit_130_on_sigint(entry, tmp_path):
+    """pip's console scripts import the entry function and call it: the function puts
+    the handler in place before it imports its command. Here SIGINT comes in the middle
+    of the command's import (a module that sends it while being imported)."""
+    from tests.test_collector_e2e import CHECKOUT
+    module = {"xe_oneshot": "xe_oneshot.cli", "xenstore": "xe_oneshot.xenstore_cli",
+              "xe_linux_distribution": "xe_oneshot.distribution_cli"}[entry]
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal, sys\n"
+        "class Finder:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == %r:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            for _ in range(10 ** 6): pass\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Finder())\n" % module)
+    wrapper = ("import re, sys\nfrom xe_oneshot.entry import %s\n"
+               "sys.exit(%s())\n" % (entry, entry))      # what pip writes
+    res = subprocess.run([sys.executable, "-c", wrapper, "--version"],
+                         env=dict(os.environ, PYTHONPATH="%s:%s" % (hook, CHECKOUT)),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, timeout=60, preexec_fn=default_sigint)
+    assert (res.returncode, res.stderr) == (130, "")
