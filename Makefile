@@ -179,7 +179,7 @@ uninstall:
 # spec compresses the manual pages itself); a rebuild of the source RPM uses its own.
 RPMTOP = build/rpm
 RPM_SOURCES = Makefile setup.cfg pyproject.toml README.md LICENSE CHANGELOG.md xe_oneshot \
-    hooks udev-rules networkd-dispatcher init man packaging
+    hooks udev-rules networkd-dispatcher ifupdown init man packaging
 .PHONY: rpm
 rpm:
 	$(if $(MAINTAINER),,$(error set MAINTAINER="Name <address>" (or DEBFULLNAME and DEBEMAIL)))
