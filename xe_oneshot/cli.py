@@ -146,6 +146,7 @@ def _set_value(opts: Options, attr: str, name: str, value: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run once; returns the exit status (see HELP)."""
+    log.utf8_stdout()
     try:
         opts = parse_args(sys.argv[1:] if argv is None else argv)
         sections = expand(opts.sections or ["all"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
+from . import log
 from .distribution import detect, facts, render
 from .guest import Root
 
@@ -123,6 +124,7 @@ def parse_args(argv: List[str]) -> Optional[Tuple[str, Optional[str]]]:
 
 def main(argv: Optional[List[str]] = None, uname: Optional[str] = None) -> int:
     """Run the command; ``uname`` stands in for ``os.uname().release`` (tests)."""
+    log.utf8_stdout()
     try:
         parsed = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as err:
