@@ -41,8 +41,10 @@ class FakeGuest:
         return self.file("/var/cache/xe-linux-distribution", text)
 
     def minimal(self) -> "FakeGuest":
-        """Memory, a cached distribution, no disk, no NIC: every section has its files."""
-        for directory in ("sys/block", "sys/class/net", "run/udev/data"):
+        """Memory, a cached distribution, a balloon driver, no disk, no NIC: every
+        section has its files."""
+        for directory in ("sys/block", "sys/class/net", "run/udev/data",
+                          "sys/devices/system/xen_memory/xen_memory0"):   # balloon driver
             (self.root / directory).mkdir(parents=True, exist_ok=True)
         return self.meminfo().distribution().file(
             "/proc/self/mountinfo",

@@ -4,7 +4,9 @@ The kernel here offers veth, bridge and macvlan links (no dummy, bond or VLAN). 
 builds its interfaces in a namespace of its own, then mirrors the namespace's
 ``/sys/class/net`` (``address``, ``master``, ``upper_*``, ``lower_*`` links) into a fake
 guest root, adding ``device/nodename`` = ``device/vif/<id>`` to the interfaces that play
-Xen VIFs. Code that reads addresses (psutil) must run inside the namespace:
+Xen VIFs, and ``proc/net`` pointing at the reader's own ``/proc/self/net`` (so that
+``/proc/net/if_inet6`` under the root is the namespace's). Code that reads addresses
+(rtnetlink, ioctls, /proc/self/net) must run inside the namespace:
 :meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.netns collect ROOT``
 runs the network section there and prints its keys as JSON.
 """
@@ -36,8 +38,10 @@ for name in sorted(os.listdir(base)):
             links[entry] = os.path.basename(os.readlink(os.path.join(d, entry)))
     with open(os.path.join(d, "address")) as f:
         address = f.read().strip()
-    out[name] = {"address": address, "links": links}
-print(json.dumps(out))
+    with open(os.path.join(d, "ifindex")) as f:
+        ifindex = int(f.read())
+    out[name] = {"address": address, "ifindex": ifindex, "links": links}
+print(json.dumps(out, ensure_ascii=True))
 """
 
 
@@ -157,7 +161,8 @@ def _without_xenstore(env: Mapping[str, str]) -> Dict[str, str]:
 
 def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, str] = (),
                  devices: Iterable[str] = ()) -> None:
-    """Write ``root``/sys/class/net from a :meth:`Netns.snapshot`.
+    """Write ``root``/sys/class/net from a :meth:`Netns.snapshot`, and ``root``/proc/net
+    as a link to the reader's ``/proc/self/net``.
 
     ``vifs`` maps interface -> VIF id (gets ``device/nodename``); ``devices`` names
     interfaces that get a plain ``device`` directory (a PCI device: an SR-IOV VF).
@@ -168,10 +173,16 @@ def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, st
     if net.exists():
         shutil.rmtree(net)
     net.mkdir(parents=True)
+    proc = Path(root) / "proc"
+    proc.mkdir(exist_ok=True)
+    if not os.path.lexists(str(proc / "net")):
+        os.symlink("/proc/self/net", str(proc / "net"))
     for name, facts in snapshot.items():
         d = net / name
         d.mkdir()
         (d / "address").write_text(facts["address"] + "\n")
+        if "ifindex" in facts:        # bench.py's snapshots have none: the kernel's is used
+            (d / "ifindex").write_text("%d\n" % facts["ifindex"])
         for link, target in facts["links"].items():
             os.symlink("../" + target, str(d / link))
         if name in vifs:
@@ -183,28 +194,12 @@ def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, st
 
 
 def xapi_networks(tree: Mapping[str, str]) -> Dict[str, str]:
-    """What xapi (``xapi_guest_agent.ml``, ``networks``) derives from an ``attr/vif``
-    (or net-sriov-vf) subtree as returned by ``XenStored.tree``: ``<id>/ipv4/<n>``,
-    ``<id>/ipv6/<n>`` and ``<id>/ip`` = the IPv4 of the lowest index. Like xapi, a
-    non-integer index drops that family of that VIF."""
-    children: Dict[str, List[str]] = {}
-    for key in tree:
-        parent, _, name = key.rpartition("/")
-        children.setdefault(parent, []).append(name)
-    out: Dict[str, str] = {}
-    for vif in children.get("", []):
-        for family in ("ipv4", "ipv6"):
-            names = children.get("%s/%s" % (vif, family), [])
-            try:
-                indices = sorted(names, key=int)
-            except ValueError:
-                continue
-            for i, n in enumerate(indices):
-                value = tree["%s/%s/%s" % (vif, family, n)]
-                if family == "ipv4" and i == 0:
-                    out["%s/ip" % vif] = value
-                out["%s/%s/%s" % (vif, family, n)] = value
-    return out
+    """What xapi shows as the VM's ``networks`` for one ``attr/vif`` (or
+    ``xenserver/attr/net-sriov-vf``) subtree as ``XenStored.tree`` returns it (keys
+    relative to it): the consumer oracle (tests/support/xapi_oracle.py) run on a home
+    holding just that subtree (both subtrees give the same map keys)."""
+    from tests.support.xapi_oracle import toolstack_view
+    return toolstack_view({"attr/vif/" + k: v for k, v in tree.items()})["networks"]
 
 
 # -- the collector inside a namespace ------------------------------------------------------

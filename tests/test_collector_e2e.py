@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakeguest import FakeGuest
+from tests.support import xapi_oracle
 
 HOME = "/local/domain/0"
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -60,26 +61,72 @@ def written(daemon, mark):
     return sorted((e.op, e.path) for e in daemon.writes_since(mark))
 
 
+def view(daemon):
+    """What the toolstack derives from the guest's home (tests/support/xapi_oracle.py)."""
+    return xapi_oracle.toolstack_view(daemon.tree(HOME))
+
+
+def waking(daemon, mark):
+    """The changes since ``mark`` that fire a watch of xenopsd (one of a host in the
+    field: data/updated included)."""
+    return [(e.op, e.path) for e in daemon.writes_since(mark)
+            if xapi_oracle.wakes_xenopsd(e.op, e.path, legacy=True)]
+
+
 def test_first_run_publishes_the_exact_tree(fresh_xenstored, guest, state):
     run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
     tree, updated = tree_without_updated(fresh_xenstored)
     assert tree == expected_static_memory()
     assert re.fullmatch(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}", updated)
+    got = view(fresh_xenstored)
+    assert got["has_guest_agent"] and got["can_balloon"]
+    assert got["PV_drivers"] == ("Linux", 1, 0, 0, 0)
 
 
 def test_toolstack_view_of_the_tree(fresh_xenstored, guest, state):
-    """Read it the way xapi does: PVAddons versions as integers, data/updated present."""
+    """What xapi, squeezed and rrdp-squeezed derive (the consumer oracle)."""
     run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
-    d = fresh_xenstored
-    assert d.read(HOME + "/attr/PVAddons/Installed") == "1"
-    major, minor, micro = (int(d.read(HOME + "/attr/PVAddons/%sVersion" % part))
-                           for part in ("Major", "Minor", "Micro"))
+    got = view(fresh_xenstored)
+    assert got["os_version"] == {"name": "Debian GNU/Linux 12 (bookworm)",
+                                 "uname": "6.1.0-25-amd64", "distro": "debian",
+                                 "major": "12", "minor": "7"}
     from xe_oneshot import __version__
-    assert "%d.%d.%d" % (major, minor, micro) == __version__
-    assert major > 0                  # xapi shows no version when major is 0
-    int(d.read(HOME + "/attr/PVAddons/BuildVersion"))
-    assert d.read(HOME + "/data/updated")
-    assert int(d.read(HOME + "/data/meminfo_free")) <= int(d.read(HOME + "/data/meminfo_total"))
+    assert __version__ == "1.0.0"
+    assert got["PV_drivers_version"] == {"major": "1", "minor": "0", "micro": "0",
+                                         "build": "0"}
+    assert got["PV_drivers"] == ("Linux", 1, 0, 0, 0)      # not "Unknown": PV drivers
+    assert got["networks"] == {}
+    assert got["other"] == {"feature-balloon": "1"}
+    assert got["can_balloon"] is True and got["has_guest_agent"] is True
+    assert got["memory_internal_free"] == 1500000
+
+
+def test_no_balloon_makes_squeezed_see_cannot_balloon(fresh_xenstored, guest, state):
+    d = fresh_xenstored
+    run(d, guest.root, state, "--section", SECTIONS)
+    assert view(d)["can_balloon"] is True
+    mark = d.log_mark()
+    run(d, guest.root, state, "--section", SECTIONS, "--no-balloon")
+    assert written(d, mark) == [("rm", "control/feature-balloon"), ("write", "data/updated")]
+    got = view(d)
+    assert got["can_balloon"] is False and got["other"] == {}
+    assert got["has_guest_agent"] is True
+    run(d, guest.root, state, "--section", SECTIONS)
+    assert view(d)["can_balloon"] is True
+
+
+def test_no_balloon_driver_no_feature_balloon(fresh_xenstored, guest, state):
+    (guest.root / "sys/devices/system/xen_memory/xen_memory0").rmdir()
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    assert view(fresh_xenstored)["can_balloon"] is False
+    assert fresh_xenstored.read(HOME + "/control/feature-balloon") is None
+
+
+def test_first_run_of_memory_alone_says_a_guest_agent_is_here(fresh_xenstored, guest,
+                                                              state):
+    run(fresh_xenstored, guest.root, state, "--section", "memory")
+    got = view(fresh_xenstored)
+    assert got["has_guest_agent"] is True and got["memory_internal_free"] == 1500000
 
 
 def test_unchanged_rerun_writes_nothing(fresh_xenstored, guest, state):
@@ -93,14 +140,74 @@ def test_unchanged_rerun_writes_nothing(fresh_xenstored, guest, state):
     assert fresh_xenstored.tree(HOME) == before
 
 
-def test_memory_change_writes_only_meminfo_free_and_updated(fresh_xenstored, guest, state):
+def test_memory_only_change_writes_meminfo_free_and_not_updated(fresh_xenstored, guest,
+                                                                state):
     run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
     guest.meminfo(available=1000000)                  # moved by 24% of MemTotal
     mark = fresh_xenstored.log_mark()
     run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
-    assert written(fresh_xenstored, mark) == [("write", "data/meminfo_free"),
-                                              ("write", "data/updated")]
-    assert fresh_xenstored.read("data/meminfo_free") == "1000000"
+    assert written(fresh_xenstored, mark) == [("write", "data/meminfo_free")]
+    assert waking(fresh_xenstored, mark) == []
+    assert view(fresh_xenstored)["memory_internal_free"] == 1000000
+
+
+def test_os_change_writes_updated_with_it(fresh_xenstored, guest, state):
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    guest.distribution('os_distro="debian"\nos_majorver="13"\nos_minorver="1"\n'
+                       'os_uname="6.12.0"\nos_name="Debian GNU/Linux 13 (trixie)"\n')
+    mark = fresh_xenstored.log_mark()
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    assert ("write", "data/updated") in written(fresh_xenstored, mark)
+    assert view(fresh_xenstored)["os_version"]["name"] == "Debian GNU/Linux 13 (trixie)"
+
+
+def test_30_noisy_idle_ticks_write_nothing_xenopsd_watches(fresh_xenstored, guest, state):
+    """The 60 s timer's runs on an idle guest: free memory wanders within 1% of MemTotal,
+    active swap's use within 1% of its size; with a short max age they are republished
+    now and then (for the memory graph), and never with anything xenopsd watches."""
+    from tests.blockdev import FakeBlock, backend_seed
+    d = fresh_xenstored
+    for path, value in backend_seed(["xvda"]):
+        d.write(path, value)
+    block = FakeBlock(guest.root)
+    block.xen_disk("xvda", 0, 4194304)
+    block.partition("xvda", 1, (202, 1), 2097152, udev={"ID_FS_TYPE": "swap"})
+    block.swaps(("/dev/xvda1", "partition", 1048572, 0))
+    run(d, guest.root, state)
+    assert view(d)["has_guest_agent"] is True
+    mark = d.log_mark()
+    noise = __import__("random").Random(13)
+    for tick in range(30):
+        free = 1500000 + noise.randint(-10000, 10000)            # < 1% of 2048000 kB
+        guest.meminfo(available=free)
+        block.swaps(("/dev/xvda1", "partition", 1048572, noise.randint(0, 10000)))
+        run(d, guest.root, state, "--section", "ephemeral", "--max-age", "0.5")
+        time.sleep(0.05)
+    changes = written(d, mark)
+    assert ("write", "data/meminfo_free") in changes            # the graph stays fresh
+    assert {path for _, path in changes} <= {"data/meminfo_free", "data/volumes/0/free"}
+    assert waking(d, mark) == []
+    assert view(d)["memory_internal_free"] == int(d.read(HOME + "/data/meminfo_free"))
+
+
+def test_meminfo_free_is_never_older_than_the_classic_agents(fresh_xenstored, guest, state):
+    """Noise is held back, but never past publisher.MAX_AGE (110 s) whatever --max-age
+    says: the published value is backdated in the run state to make it old."""
+    from xe_oneshot import publisher
+    from xe_oneshot.runstate import RunState, now
+    assert publisher.MAX_AGE["data/meminfo_free"] <= 120      # the classic agent: 120 s
+    run(fresh_xenstored, guest.root, state, "--section", "memory")
+    guest.meminfo(available=1500000 - 5000)                     # noise
+    run(fresh_xenstored, guest.root, state, "--section", "memory", "--max-age", "3600")
+    assert fresh_xenstored.read("data/meminfo_free") == "1500000"
+    with RunState(str(state)) as rs:
+        rs.lock()
+        rs.set("published.data/meminfo_free", repr(now() - 111))
+        rs.save()
+    mark = fresh_xenstored.log_mark()
+    run(fresh_xenstored, guest.root, state, "--section", "memory", "--max-age", "3600")
+    assert written(fresh_xenstored, mark) == [("write", "data/meminfo_free")]
+    assert view(fresh_xenstored)["memory_internal_free"] == 1495000
 
 
 def test_small_memory_moves_wait_for_max_age(fresh_xenstored, guest, state):
@@ -138,6 +245,10 @@ def test_failed_section_keeps_its_keys_and_others_publish(fresh_xenstored, guest
                      "data/os_minorver": "0", "data/os_uname": "6.8.5",
                      "data/os_name": "Fedora release 40 (Forty)"})
     assert tree == expected
+    got = view(fresh_xenstored)
+    assert got["os_version"] == {"name": "Fedora release 40 (Forty)", "uname": "6.8.5",
+                                 "distro": "fedora", "major": "40", "minor": "0"}
+    assert got["memory_internal_free"] == 1500000              # kept as it was
 
 
 def test_stale_keys_inside_owned_subtrees_go_and_others_stay(fresh_xenstored, guest, state):
@@ -164,6 +275,7 @@ def test_migration_widens_the_run_to_all_sections(fresh_xenstored, guest, state)
     expected = expected_static_memory()
     expected["unique-domain-id"] = "2222"
     assert tree == expected
+    assert view(d)["PV_drivers"] == ("Linux", 1, 0, 0, 0)     # PV drivers seen again
 
 
 def test_no_xenstore_is_one_line_and_exit_3(guest, state, tmp_path):
@@ -190,6 +302,45 @@ def test_print_mode_needs_no_xenstore(guest, state, tmp_path):
     assert got == leaves
 
 
+def _dry_run_keys(stdout):
+    return sorted(line[1:].split(" = ", 1)[0] if line.startswith("+") else line
+                  for line in stdout.splitlines())
+
+
+def test_dry_run_shows_exactly_what_a_real_run_writes(fresh_xenstored, guest, state):
+    """A held-back meminfo_free move is not listed; data/updated is listed when, and
+    only when, the real run writes it; then the real run writes exactly that."""
+    d = fresh_xenstored
+    run(d, guest.root, state, "--section", SECTIONS)
+    guest.meminfo(available=1500000 - 5000)                    # noise: held back
+    for extra, updated in ((None, False), ("--no-balloon", True)):
+        args = ["--section", SECTIONS] + ([extra] if extra else [])
+        d.write(HOME + "/data/meminfo_total", "1")             # a change made by dom0
+        mark = d.log_mark()
+        dry = run(d, guest.root, state, "--dry-run", *args)
+        assert written(d, mark) == []
+        planned = _dry_run_keys(dry.stdout)
+        assert ("data/updated" in planned) is updated
+        run(d, guest.root, state, *args)
+        changes = d.writes_since(mark)
+        assert planned == sorted(e.path if e.op == "write" else "-" + e.path
+                                 for e in changes), dry.stdout
+        assert "data/meminfo_free" not in planned
+
+
+def test_dry_run_without_state_widens_like_a_first_run(fresh_xenstored, guest, state):
+    """No state yet and a unique-domain-id: a real run widens to all sections, so the
+    dry run lists them all too."""
+    d = fresh_xenstored
+    d.write(HOME + "/unique-domain-id", "1111")
+    dry = run(d, guest.root, state, "--section", "memory", "--dry-run")
+    assert not state.exists()
+    mark = d.log_mark()
+    run(d, guest.root, state, "--section", "memory")
+    assert _dry_run_keys(dry.stdout) == sorted(e.path for e in d.writes_since(mark))
+    assert "data/os_name" in _dry_run_keys(dry.stdout)
+
+
 def test_dry_run_prints_changes_and_writes_nothing(fresh_xenstored, guest, state):
     run(fresh_xenstored, guest.root, state, "--section", "memory")
     guest.meminfo(available=900000)
@@ -201,6 +352,7 @@ def test_dry_run_prints_changes_and_writes_nothing(fresh_xenstored, guest, state
     assert '+data/meminfo_total = "2048000"' in lines
     assert '+data/meminfo_free = "900000"' in lines
     assert '+control/feature-balloon = "1"' in lines
+    assert any(line.startswith("+data/updated = ") for line in lines)
     assert fresh_xenstored.read("data/meminfo_free") == "1500000"
 
 
@@ -222,6 +374,7 @@ def test_storm_of_50_invocations_coalesces(fresh_xenstored, guest, state):
     assert ran < 50
     tree, _ = tree_without_updated(d)
     assert tree == expected_static_memory(meminfo_free="500000")
+    assert view(d)["memory_internal_free"] == 500000
     assert sorted(os.listdir(state)) == ["lock", "state"]
 
 
@@ -246,6 +399,21 @@ def proxy(fresh_xenstored, tmp_path):
         yield p
 
 
+def test_feature_balloon_the_guest_may_not_remove_warns_once_and_publishes_the_rest(
+        fresh_xenstored, proxy, guest, state):
+    from tests.fault_proxy import Rule
+    run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
+    guest.meminfo(available=900000)
+    proxy.rules.append(Rule(op="rm", path="control/feature-balloon", error="EACCES"))
+    res = run(fresh_xenstored, guest.root, state, "--section", SECTIONS, "--no-balloon",
+              env=proxy.env(fresh_xenstored.env()))
+    assert res.stderr.splitlines() == [
+        "xe-oneshot: control/feature-balloon: may not remove it (EACCES), left as is"]
+    tree, _ = tree_without_updated(fresh_xenstored)
+    assert tree == expected_static_memory(meminfo_free="900000")
+    assert view(fresh_xenstored)["can_balloon"] is True        # what the toolstack left
+
+
 def test_read_only_feature_balloon_warns_once_and_publishes_the_rest(
         fresh_xenstored, proxy, guest, state):
     from tests.fault_proxy import Rule
@@ -258,6 +426,8 @@ def test_read_only_feature_balloon_warns_once_and_publishes_the_rest(
     expected = expected_static_memory()
     del expected["control"], expected["control/feature-balloon"]
     assert tree == expected and updated
+    got = view(fresh_xenstored)
+    assert not got["can_balloon"] and got["has_guest_agent"]
 
 
 def test_commit_conflicts_are_retried(fresh_xenstored, proxy, guest, state):
@@ -296,7 +466,8 @@ def test_transactions_hold_only_changes_and_stay_under_the_guest_quota(
         plan = Publisher(client, Policy(), max_ops=50).publish(
             ["data/volumes"], dict(wanted), {})
         per_tx = Counter(tx for _, _, tx in proxy.requests if tx)
-        assert len(plan.writes) == 200 and plan.removes == []
+        assert len(plan.writes) == 200 + 1 and plan.removes == []     # + data/updated
+        assert plan.first and "data/updated" in plan.writes           # the first run
         assert len(per_tx) == 5 and max(per_tx.values()) <= 50
         assert proxy.counts["transaction_start"] == 5 and proxy.counts["commit"] == 5
         assert not any(op in ("read", "directory") for op, _, tx in proxy.requests if tx)

@@ -21,7 +21,7 @@ from xe_oneshot.sections import Context, SectionError, memory, misc
 def test_sections_expand_groups_and_lists_in_publishing_order():
     assert sections.expand(["volumes,memory", "static"]) == ["os", "misc", "memory", "volumes"]
     assert sections.expand(["all"]) == ["os", "misc", "memory", "network", "volumes"]
-    assert sections.expand(["ephemeral"]) == ["memory", "volumes"]
+    assert sections.expand(["ephemeral"]) == ["memory", "network", "volumes"]
     with pytest.raises(ValueError, match="unknown section 'disks'"):
         sections.expand(["memory,disks"])
 
@@ -61,7 +61,7 @@ def test_usage_errors_exit_2_with_one_line_and_usage(capsys):
 def test_help_lists_sections_and_exit_codes(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for word in ("os, misc, memory, network, volumes", "ephemeral (memory volumes)",
+    for word in ("os, misc, memory, network, volumes", "ephemeral (memory network volumes)",
                  "3  no XenStore", "1  a section failed"):
         assert word in out
 
@@ -105,12 +105,17 @@ def test_version_numbers_are_always_decimal(version, numbers):
     assert misc.version_numbers(version) == numbers
 
 
-def test_misc_keys_and_balloon_option():
-    got = misc.collect(Context(no_balloon=True)).values
+def test_misc_keys_and_balloon_option(tmp_path):
+    """feature-balloon: "1" with a balloon driver, absent (removed) otherwise."""
+    root = Root(str(tmp_path))
+    got = misc.collect(Context(root=root)).values
     assert got["attr/PVAddons/Installed"] == "1"
-    assert got["control/feature-balloon"] == "0"
     assert int(got["attr/PVAddons/MajorVersion"]) >= 1
-    assert misc.collect(Context()).values["control/feature-balloon"] == "1"
+    assert "control/feature-balloon" not in got                 # no driver
+    (tmp_path / "sys/devices/system/xen_memory/xen_memory0").mkdir(parents=True)
+    assert misc.collect(Context(root=root)).values["control/feature-balloon"] == "1"
+    assert "control/feature-balloon" not in misc.collect(
+        Context(root=root, no_balloon=True)).values
 
 
 # -- diff -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ python3-xattr, runs the maintainer scripts chrooted there (deb-systemd-helper fo
 systemctl and udevadm as recording stubs), and the installed `xe-oneshot` publishes
 into the real test daemon with Debian's interpreter and modules (the Debian pins)."""
 
+import configparser
 import os
 import re
 import shlex
@@ -35,22 +36,65 @@ def deb():
 
 
 def test_control_fields(deb):
-    fields = subprocess.run(["dpkg-deb", "-f", str(deb)], stdout=subprocess.PIPE, text=True,
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb)], stdout=subprocess.PIPE,
+                            universal_newlines=True,
                             check=True).stdout
     assert "Package: xe-oneshot\n" in fields
     assert "Version: %s\n" % source_version() in fields
     assert "Architecture: all\n" in fields
-    assert "Depends: python3 (>= 3.8), python3-psutil, python3-sh, python3-xattr\n" in fields
+    # setup.cfg's python_requires, as a Debian relation
+    cfg = configparser.ConfigParser()
+    cfg.read(CHECKOUT / "setup.cfg")
+    floor = re.fullmatch(r">=\s*(\d+\.\d+)", cfg.get("options", "python_requires")).group(1)
+    assert "Depends: python3 (>= %s), python3-psutil, python3-sh, python3-xattr\n" % floor \
+        in fields
+    # coexists with Debian's xenstore-utils (xen-utils-common depends on it)
+    relations = [line for line in fields.splitlines()
+                 if line.startswith(("Conflicts:", "Breaks:", "Replaces:"))]
+    assert not [r for r in relations if "xenstore-utils" in r], relations
+    assert "Conflicts: xe-guest-utilities, xen-guest-agent\n" in fields
+    # whoever builds it (make deb MAINTAINER=...), never a made-up address
+    assert "Maintainer: %s\n" % builder() in fields
+    assert "example.org" not in fields
 
 
-def test_lintian_finds_no_error_and_no_warning_but_man_pages(deb):
+def builder() -> str:
+    """DEBFULLNAME <DEBEMAIL>, else git's user.name <user.email>."""
+    def git(key):
+        return subprocess.run(["git", "-C", str(CHECKOUT), "config", key],
+                              stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
+    return "%s <%s>" % (os.environ.get("DEBFULLNAME") or git("user.name"),
+                        os.environ.get("DEBEMAIL") or git("user.email"))
+
+
+def test_maintainer_comes_from_the_builder(tmp_path):
+    need("make", "dpkg-deb")
+    out = make("deb", "MAINTAINER=Jane Admin <jane@admin.invalid>").stdout
+    assert "Maintainer: Jane Admin <jane@admin.invalid>\n" in subprocess.run(
+        ["dpkg-deb", "-f", str(CHECKOUT / ("dist/xe-oneshot_%s_all.deb" % source_version()))],
+        stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout, out
+    res = make("deb", "MAINTAINER=", check=False)
+    assert res.returncode != 0 and "set MAINTAINER" in res.stdout
+    make("deb")     # the module's package again, for the tests that follow
+
+
+def test_lintian_finds_no_error_and_no_warning(deb):
     need("lintian")
-    res = subprocess.run(["lintian", "--allow-root", "--no-tag-display-limit", str(deb)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    res = subprocess.run(["lintian", "--allow-root", "--tag-display-limit", "0", str(deb)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          timeout=300)
     tags = [line for line in res.stdout.splitlines() if re.match(r"^[EW]: ", line)]
-    # The commands have --help but no manual pages yet.
-    assert [t for t in tags if " no-manual-page " not in t] == [], res.stdout
+    assert tags == [], res.stdout
+
+
+def test_every_command_has_its_manual_page(deb, tmp_path):
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], check=True)
+    assert sorted(p.name for p in (tmp_path / "usr/bin").iterdir()) == \
+        ["xe-linux-distribution", "xe-oneshot", "xenstore.xe-oneshot"]
+    man = tmp_path / "usr/share/man"
+    assert sorted(str(p.relative_to(man)) for p in man.rglob("*.gz")) == \
+        ["man1/xenstore.xe-oneshot.1.gz", "man8/xe-linux-distribution.8.gz",
+         "man8/xe-oneshot.8.gz"]
 
 
 def test_conffiles_are_the_files_in_etc(deb, tmp_path):
@@ -59,7 +103,8 @@ def test_conffiles_are_the_files_in_etc(deb, tmp_path):
     conffiles = (tmp_path / "c/conffiles").read_text().split()
     in_etc = sorted("/" + str(p.relative_to(tmp_path / "x"))
                     for p in (tmp_path / "x/etc").rglob("*") if p.is_file())
-    assert conffiles == in_etc and len(in_etc) == 7
+    # NetworkManager 1, networkd-dispatcher 6, ifupdown 2, dhclient 1
+    assert conffiles == in_etc and len(in_etc) == 10
     assert not list((tmp_path / "x").rglob("__pycache__"))     # compiled in postinst
     # ... and again when the default python3 changes
     rtupdate = tmp_path / "x/usr/share/python3/runtime.d/xe-oneshot.rtupdate"
@@ -104,6 +149,15 @@ for s in usr/bin/systemctl bin/systemctl usr/bin/udevadm bin/udevadm; do
         mv "$R/$s" "$R/$s.real"; cp "$W/stub" "$R/$s"; chmod 755 "$R/$s"; }}
 done
 in_root() {{ chroot "$R" "$@"; }}
+# Every file and link the steps left in the root (the overlay's upper layer), but
+# dpkg's own database and logs, and man-db's cache (its trigger). Not whiteouts: purge
+# removes /usr/lib/systemd/system-sleep when it is empty, a directory dpkg believes
+# only this package ships (systemd ships it as /lib/...: merged-/usr aliasing). $1: name.
+upper() {{
+    (cd "$W/ov/up" && find . \\( -path ./var/lib/dpkg -o -path ./var/log \\
+        -o -path ./var/cache/man -o -path ./xe-test \\) \
+        -prune -o \\( -type f -o -type l \\) -print | LC_ALL=C sort) > "$W/out/$1.upper"
+}}
 {steps}
 """.format(work=shlex.quote(str(work)), deb=shlex.quote(str(deb)),
            sockdir=shlex.quote(str(socket.parent)), steps=steps)
@@ -125,7 +179,7 @@ snap() {{  # $1: name; what the root holds of the package after a step
                /etc/NetworkManager/dispatcher.d/90-xe-oneshot \\
                /etc/networkd-dispatcher/routable.d/xe-oneshot \\
                /var/cache/xe-linux-distribution; do
-          [ -e "$R$f" ] && echo "present $f"; done
+          if [ -e "$R$f" ] || [ -L "$R$f" ]; then echo "present $f"; fi; done
       for l in /etc/systemd/system/multi-user.target.wants/xe-oneshot.service \\
                /etc/systemd/system/timers.target.wants/xe-oneshot-ephemeral.timer \\
                /etc/systemd/system/xe-oneshot.service \\
@@ -134,8 +188,10 @@ snap() {{  # $1: name; what the root holds of the package after a step
       ls "$R/usr/lib/xe-oneshot/xe_oneshot/__pycache__" 2>/dev/null | sed 's/^/pyc /'
       in_root dpkg-query -W -f '${{Status}}\\n' xe-oneshot 2>/dev/null | sed 's/^/status /'
     }} > "$W/out/$1.state"
+    ls -l "$R/usr/bin" "$R/etc/alternatives" | grep -o 'xenstore.*' > "$W/out/$1.alternatives"
     mv "$W/out/calls" "$W/out/$1.calls" 2>/dev/null || : > "$W/out/$1.calls"
 }}
+upper before
 dpkg --root="$R" -i "$DEB" > "$W/out/install.log" 2>&1; echo $? > "$W/out/install.rc"
 snap install
 rm -rf "$R/usr/lib/xe-oneshot/xe_oneshot/__pycache__"
@@ -158,10 +214,11 @@ dpkg --root="$R" -i "$DEB" > "$W/out/reinstall.log" 2>&1; echo $? > "$W/out/rein
 snap reinstall
 dpkg --root="$R" -P xe-oneshot > "$W/out/purge.log" 2>&1; echo $? > "$W/out/purge.rc"
 snap purge
+upper purge
 """.format(sock=shlex.quote(str(sock)))
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc",
                           throwaway_root_script(deb, work, sock, steps)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          timeout=600)
     assert res.returncode == 0, res.stdout
     out = work / "out"
@@ -213,12 +270,13 @@ def test_rtupdate_hook_recompiles(lifecycle):
 def debian_python_tag() -> str:
     return subprocess.run(["/usr/bin/python3", "-c",
                            "import sys; print('%d%d' % sys.version_info[:2])"],
-                          stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+                          stdout=subprocess.PIPE,
+                          universal_newlines=True, check=True).stdout.strip()
 
 
 def dpkg_upstream_version(package: str) -> str:
     version = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
-                             stdout=subprocess.PIPE, text=True, check=True).stdout
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
     return re.sub(r"^\d+:", "", version).rsplit("-", 1)[0]
 
 
@@ -241,7 +299,7 @@ def test_installed_collector_publishes_into_the_real_daemon(lifecycle, xenstored
     assert (pv["Installed"], pv["MajorVersion"], pv["MinorVersion"], pv["MicroVersion"]) == \
         ("1", major, minor, micro)
     assert xenstored.read("data/os_uname") == subprocess.run(
-        ["uname", "-r"], stdout=subprocess.PIPE, text=True).stdout.strip()
+        ["uname", "-r"], stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
     total = next(line.split()[1] for line in open("/proc/meminfo")
                  if line.startswith("MemTotal:"))
     assert xenstored.read("data/meminfo_total") == total
@@ -278,3 +336,109 @@ def test_purge_leaves_nothing_behind(lifecycle):
     assert lifecycle["purge.rc"].strip() == "0", lifecycle["purge.log"]
     state = lines(lifecycle["purge.state"])
     assert state == [], state
+    # not a file anywhere in the root that was not there before the installation
+    assert set(lines(lifecycle["purge.upper"])) - set(lines(lifecycle["before.upper"])) \
+        == set()
+
+
+def test_xenstore_commands_are_alternatives(lifecycle):
+    assert "xenstore-read -> /etc/alternatives/xenstore-read" in \
+        lifecycle["install.alternatives"], lifecycle["install.alternatives"]
+    assert lifecycle["read.log"] == "1\n"          # through /usr/bin/xenstore-read
+    assert lifecycle["remove.alternatives"] == ""
+    assert lifecycle["purge.alternatives"] == ""
+
+
+# -- beside Debian's xenstore-utils ------------------------------------------------------
+
+def xen_debs() -> List[Path]:
+    """Debian's xenstore-utils and the libraries it needs (fetched for the test daemon)."""
+    from tests.xenstored import cache_dir, xen_root
+    xen_root()
+    debs = cache_dir() / "xen-4.17" / "debs"
+    return [next(debs.glob(name + "_*.deb"))
+            for name in ("libxentoolcore1", "libxenstore4", "xenstore-utils")]
+
+
+@pytest.fixture(scope="module")
+def coexistence(deb, xenstored, tmp_path_factory):
+    """Both packages in either order, each removed while the other stays; what
+    /usr/bin/xenstore-read is and does after each step."""
+    need("dpkg", "unshare", "chroot")
+    work = tmp_path_factory.mktemp("coexist")
+    (work / "stub").write_text(STUB)
+    xs = " ".join(shlex.quote(str(p)) for p in xen_debs())
+    steps = """
+set +e
+look() {{  # $1: step; the package states, what xenstore-read is, and a read through it
+    {{ in_root dpkg-query -W -f '${{Package}} ${{Status}}\\n' xe-oneshot xenstore-utils \
+          2>/dev/null | sed 's/^/status /'
+      if [ -L "$R/usr/bin/xenstore-read" ]; then
+          echo "read link $(chroot "$R" readlink -f /usr/bin/xenstore-read)"
+      elif [ -f "$R/usr/bin/xenstore-read" ]; then echo "read file"; fi
+      for c in xenstore xenstore-read xenstore-ls xenstore.xe-oneshot; do
+          if [ -e "$R/usr/bin/$c" ] || [ -L "$R/usr/bin/$c" ]; then echo "present $c"; fi
+      done
+      m="$R/usr/share/man/man1/xenstore.1.gz"
+      if [ -e "$m" ] || [ -L "$m" ]; then echo "present xenstore.1.gz"; fi
+      in_root env -i XENSTORED_PATH={sock} /usr/bin/xenstore-read data/coexist 2>&1 \
+          | sed 's/^/says /'
+      in_root dpkg --verify xenstore-utils 2>&1 | sed 's/^/verify /'
+    }} > "$W/out/$1"
+}}
+XS="{xs}"
+dpkg --root="$R" -i "$DEB" > "$W/out/log" 2>&1;                      look ours
+dpkg --root="$R" -i $XS >> "$W/out/log" 2>&1;                        look ours+theirs
+dpkg --root="$R" -r xenstore-utils >> "$W/out/log" 2>&1;             look theirs-removed
+dpkg --root="$R" -i $XS >> "$W/out/log" 2>&1;                        look theirs-again
+dpkg --root="$R" -r xe-oneshot >> "$W/out/log" 2>&1;                 look ours-removed
+dpkg --root="$R" -i "$DEB" >> "$W/out/log" 2>&1;                     look ours-after-theirs
+dpkg --root="$R" -P xe-oneshot >> "$W/out/log" 2>&1;                 look ours-purged
+dpkg --root="$R" -P xenstore-utils libxenstore4 libxentoolcore1 >> "$W/out/log" 2>&1
+look nothing
+""".format(sock=shlex.quote(str(xenstored.socket)), xs=xs)
+    xenstored.write("data/coexist", "both")
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc",
+                          throwaway_root_script(deb, work, xenstored.socket, steps)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout
+    out = work / "out"
+    print("\n".join("== %s\n%s" % (p.name, p.read_text()) for p in sorted(out.iterdir())))
+    return {p.name: lines(p.read_text()) for p in out.iterdir() if p.is_file()}
+
+
+OURS = "read link /usr/bin/xenstore.xe-oneshot"
+BOTH = ["status xe-oneshot install ok installed", "status xenstore-utils install ok installed"]
+
+
+def test_alone_the_xenstore_commands_are_ours(coexistence):
+    step = coexistence["ours"]
+    assert OURS in step and "says both" in step, step
+
+
+def test_xenstore_utils_installs_beside_and_its_tools_win(coexistence):
+    for name in ("ours+theirs", "ours-after-theirs"):
+        step = coexistence[name]
+        assert all(s in step for s in BOTH), (name, step, coexistence["log"])
+        assert "read file" in step and "says both" in step, (name, step)
+        assert "present xenstore.xe-oneshot" in step
+        assert not [s for s in step if s.startswith("verify ")], (name, step)
+
+
+def test_removing_xenstore_utils_brings_our_commands_back(coexistence):
+    step = coexistence["theirs-removed"]
+    assert OURS in step and "says both" in step and "present xenstore.1.gz" in step, step
+
+
+def test_removing_xe_oneshot_leaves_xenstore_utils_working(coexistence):
+    for name in ("ours-removed", "ours-purged"):
+        step = coexistence[name]
+        assert "read file" in step and "says both" in step, (name, step)
+        assert "present xenstore-ls" in step and "present xenstore.1.gz" in step
+        assert not [s for s in step if s.startswith("verify ")], (name, step)
+
+
+def test_nothing_left_once_both_are_purged(coexistence):
+    left = [s for s in coexistence["nothing"] if s.startswith(("status", "read", "present"))]
+    assert left == [], coexistence["nothing"]

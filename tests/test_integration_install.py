@@ -2,13 +2,16 @@
 reads it looks, with its mode; systemd-analyze verify; the units' own shell lines run."""
 
 import configparser
+import json
 import os
 import re
 import shlex
 import stat
 import subprocess
 import tarfile
+import time
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 
@@ -17,6 +20,7 @@ from tests.integration_support import (CHECKOUT, NETWORKD_STATES, SHELL_SCRIPTS,
                                        overlay_usr, stage)
 
 DEBIAN_PYTHON = "/usr/bin/python3"
+MAN_PAGES = ("man1/xenstore.1", "man8/xe-oneshot.8", "man8/xe-linux-distribution.8")
 
 
 def tree(root: Path):
@@ -50,8 +54,14 @@ def expected_tree():
     }
     for alias in XENSTORE_ALIASES:
         exp["usr/bin/xenstore-" + alias] = ("link", None, "xenstore")
+        exp["usr/share/man/man1/xenstore-%s.1" % alias] = ("link", None, "xenstore.1")
+    for page in MAN_PAGES:
+        exp["usr/share/man/" + page] = ("file", 0o644, None)
     for state in NETWORKD_STATES:
         exp["etc/networkd-dispatcher/%s.d/xe-oneshot" % state] = ("file", 0o755, None)
+    exp["etc/network/if-up.d/xe-oneshot"] = ("file", 0o755, None)
+    exp["etc/network/if-post-down.d/xe-oneshot"] = ("file", 0o755, None)
+    exp["etc/dhcp/dhclient-exit-hooks.d/xe-oneshot"] = ("file", 0o644, None)
     for src in (CHECKOUT / "xe_oneshot").rglob("*.py"):
         exp["usr/lib/xe-oneshot/" + str(src.relative_to(CHECKOUT))] = ("file", 0o644, None)
     return exp
@@ -66,7 +76,8 @@ def test_install_byte_compiles_for_the_system_python(staged):
     """Units run read-only (ProtectSystem=strict): a missing .pyc would be compiled
     again on every event."""
     tag = subprocess.run([DEBIAN_PYTHON, "-c", "import sys; print(sys.implementation.cache_tag)"],
-                         stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+                         stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout.strip()
     lib = staged / "usr/lib/xe-oneshot"
     missing = [str(py.relative_to(lib)) for py in lib.rglob("*.py")
                if not (py.parent / "__pycache__" / ("%s.%s.pyc" % (py.stem, tag))).exists()]
@@ -102,7 +113,8 @@ def test_launcher_runs_from_the_staged_tree_and_ignores_the_callers_python_setup
     (evil / "xe_oneshot" / "cli.py").write_text("raise SystemExit('HIJACKED')\n")
     env = dict(os.environ, PYTHONPATH=str(evil), PYTHONHOME="/nonexistent")
     res = subprocess.run([str(staged / "usr/bin/xe-oneshot"), "--help"], cwd=str(evil),
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True,
                          timeout=60)
     assert "HIJACKED" not in res.stdout + res.stderr
     assert res.returncode == 0, res.stderr
@@ -114,7 +126,7 @@ def test_launcher_through_a_symlink_finds_the_package(staged, tmp_path):
     link.symlink_to(staged / "usr/bin/xe-linux-distribution")
     out = tmp_path / "distro"
     res = subprocess.run([str(link), str(out)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, timeout=60)
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert out.read_text().startswith('os_distro="')
 
@@ -124,7 +136,7 @@ def test_xenstore_aliases_dispatch_on_their_name(staged, xenstored):
     bin_ = staged / "usr/bin"
     run = lambda *cmd: subprocess.run([str(bin_ / cmd[0])] + list(cmd[1:]), env=env,  # noqa
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, timeout=30)
+                                      universal_newlines=True, timeout=30)
     res = run("xenstore-write", "data/integration", "written by the alias")
     assert res.returncode == 0, res.stderr
     assert xenstored.read("data/integration") == "written by the alias"
@@ -244,7 +256,7 @@ def test_boot_service_raises_the_freeze_timeout_never_lowers_it(staged, tmp_path
     script = "mount --bind %s /sys/power\nexec \"$@\"\n" % power
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script,
                           "sh"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, timeout=30)
+                         universal_newlines=True, timeout=30)
     assert res.returncode == 0, res.stdout
     assert (power / "pm_freeze_timeout").read_text().strip() == after
 
@@ -259,7 +271,7 @@ def test_boot_service_refreshes_the_distribution_cache(staged, tmp_path):
     script = overlay_usr(staged) + "mount --bind %s /var/cache\nexec \"$@\"\n" % cache
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script,
                           "sh"] + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, timeout=60)
+                         universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stdout
     lines = (cache / "xe-linux-distribution").read_text().splitlines()
     assert [line.split("=", 1)[0] for line in lines] == \
@@ -276,7 +288,7 @@ def test_shell_scripts_are_posix_sh_and_pass_shellcheck(script):
     assert path.read_text().startswith("#!/bin/sh\n")
     assert os.access(path, os.X_OK)
     res = subprocess.run(["shellcheck", "--shell=sh", "--severity=style", str(path)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
     assert res.returncode == 0, res.stdout
 
 
@@ -286,7 +298,7 @@ def test_shellcheck_would_catch_an_unquoted_variable(tmp_path):
     bad = tmp_path / "bad"
     bad.write_text('#!/bin/sh\nsystemctl start xe-oneshot@$1.service\n')
     res = subprocess.run(["shellcheck", "--shell=sh", str(bad)], stdout=subprocess.PIPE,
-                         text=True)
+                         universal_newlines=True)
     assert res.returncode != 0 and "SC2086" in res.stdout
 
 
@@ -308,3 +320,295 @@ def test_dist_tarball_is_the_staged_tree_with_modes_and_symlinks(staged):
     want = tree(staged)
     assert got == want
     assert not [n for n in got if n.startswith(("build", "dist", "/"))]
+
+
+# -- manual pages ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", MAN_PAGES)
+def test_manual_pages_are_clean_roff(page):
+    """mandoc's linter and groff's warnings: nothing at warning level or above."""
+    need("mandoc", "groff")
+    path = str(CHECKOUT / "man" / page.split("/")[1])
+    res = subprocess.run(["mandoc", "-Tlint", "-W", "warning", path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True)
+    assert (res.returncode, res.stdout) == (0, ""), res.stdout
+    res = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True)
+    assert (res.returncode, res.stdout) == (0, ""), res.stdout
+
+
+def test_mandoc_lint_would_catch_a_broken_page(tmp_path):
+    """The control for the test above."""
+    need("mandoc")
+    bad = tmp_path / "bad.8"
+    bad.write_text(".TH BAD 8\n.SH NAME\nbad \\- page\n.TP\n.B\n.SH SEE ALSO\n.BR nothing (8\n")
+    res = subprocess.run(["mandoc", "-Tlint", "-W", "warning", str(bad)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert res.returncode != 0 and "WARNING" in res.stdout
+
+
+def test_manual_pages_document_every_option_and_exit_status():
+    """What --help lists, the page lists too (options and exit codes)."""
+    cases = (("xe-oneshot.8", ["-m", "xe_oneshot", "--help"]),
+             ("xe-linux-distribution.8",
+              ["-c", "from xe_oneshot.distribution_cli import main; main(['--help'])"]))
+    for page, argv in cases:
+        text = (CHECKOUT / "man" / page).read_text().replace("\\-", "-")
+        res = subprocess.run([DEBIAN_PYTHON] + argv, cwd=str(CHECKOUT), stdout=subprocess.PIPE,
+                             universal_newlines=True)
+        options = set(re.findall(r"^\s+(?:-\w, )?(--[a-z-]+)", res.stdout, re.M))
+        assert options and not [o for o in options if o not in text], (page, options)
+        codes = re.findall(r"^\s+(\d)\s+\S", res.stdout.split("exit status:")[1], re.M)
+        assert codes and not [c for c in codes if ".B %s\n" % c not in text], (page, codes)
+    xs = (CHECKOUT / "man/xenstore.1").read_text()
+    for command in XENSTORE_ALIASES:
+        assert ".B %s\n" % command in xs and "xenstore\\-%s" % command in xs
+
+
+# -- guests without systemd ----------------------------------------------------------
+
+def init_tree(root: Path):
+    return {p: e for p, e in tree(root).items() if "__pycache__" not in p}
+
+
+@pytest.mark.parametrize("init,extra", [
+    ("openrc", {"etc/init.d/xe-oneshot": ("file", 0o755, None)}),
+    ("sysv", {"etc/init.d/xe-oneshot": ("file", 0o755, None),
+              "etc/cron.d/xe-oneshot": ("file", 0o644, None)})])
+def test_install_for_a_guest_without_systemd(tmp_path, init, extra):
+    need("make")
+    root = stage(tmp_path, "INIT=" + init, "NOCOMPILE=1")
+    want = dict(expected_tree(), **extra)
+    want["usr/lib/xe-oneshot/xe-oneshot-run"] = ("file", 0o755, None)
+    assert init_tree(root) == want
+    rules = (root / "usr/lib/udev/rules.d/80-xe-oneshot.rules").read_text()
+    assert "systemctl" not in rules
+    assert rules.count('RUN+="/usr/lib/xe-oneshot/xe-oneshot-run event ') == 3
+    script = (root / "etc/init.d/xe-oneshot").read_text()
+    assert "/usr/lib/xe-oneshot/xe-oneshot-run" in script and "@" not in script.replace(
+        "@ephemeral", "")
+    if init == "sysv":
+        cron = (root / "etc/cron.d/xe-oneshot").read_text()
+        assert re.search(r"^\* \* \* \* \* root .*/usr/lib/xe-oneshot/xe-oneshot-run once "
+                         r"ephemeral$", cron, re.M), cron
+    else:
+        assert script.startswith("#!/sbin/openrc-run\n")
+        assert "tick ephemeral" in script
+
+
+def test_a_staged_install_is_systemd_whatever_the_build_machine_runs(tmp_path):
+    """DESTDIR set: INIT defaults to systemd, so packages and tarballs never depend on
+    the machine that built them (a direct install asks the running system)."""
+    need("make")
+    root = stage(tmp_path, "NOCOMPILE=1")
+    assert not (root / "etc/init.d").exists()
+    assert "systemctl --no-block start" in \
+        (root / "usr/lib/udev/rules.d/80-xe-oneshot.rules").read_text()
+
+
+@pytest.mark.parametrize("init", ["openrc", "sysv"])
+def test_init_scripts_pass_shellcheck(tmp_path, init):
+    need("make", "shellcheck")
+    root = stage(tmp_path, "INIT=" + init, "NOCOMPILE=1")
+    for path in (root / "etc/init.d/xe-oneshot", root / "usr/lib/xe-oneshot/xe-oneshot-run"):
+        res = subprocess.run(["shellcheck", "--shell=sh", "--severity=style", str(path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             universal_newlines=True)
+        assert res.returncode == 0, res.stdout
+
+
+def run_helper(staged_root: Path, tmp_path: Path, args, xen: bool,
+               collector: str = "") -> Tuple[Stubs, subprocess.CompletedProcess]:
+    """xe-oneshot-run as installed, its commands (@BINDIR@) replaced by recording stubs
+    (``collector``: extra shell lines for the xe-oneshot stub), logger by a stub on
+    PATH; in a namespace whose /dev holds xen/xenbus when ``xen``."""
+    need("unshare")
+    if not xen and (os.path.isdir("/proc/xen") or os.path.exists("/dev/xen/xenbus")):
+        pytest.fail("this machine is a Xen guest: the not-Xen case cannot be tested")
+    stubs = Stubs(tmp_path / "bin", ["xe-oneshot", "xe-linux-distribution", "logger"])
+    if collector:
+        path = stubs.dir / "xe-oneshot"
+        path.write_text(path.read_text().replace("exit 0\n", collector + "\nexit 0\n"))
+    run = tmp_path / "xe-oneshot-run"
+    run.write_text((staged_root / "usr/lib/xe-oneshot/xe-oneshot-run").read_text()
+                   .replace("/usr/bin/", str(stubs.dir) + "/"))
+    run.chmod(0o755)
+    setup = ""
+    if xen:
+        dev = tmp_path / "dev"
+        (dev / "up/xen").mkdir(parents=True, exist_ok=True)
+        (dev / "work").mkdir(exist_ok=True)
+        (dev / "up/xen/xenbus").write_text("")
+        setup = ("mount -t overlay overlay -o lowerdir=/dev,upperdir={d}/up,workdir={d}/work"
+                 " /dev\n".format(d=dev))
+    res = in_namespace(setup + "export PATH=%s:/usr/bin:/bin\nexec %s %s\n" % (
+        stubs.dir, run, " ".join(shlex.quote(a) for a in args)), timeout=60)
+    return stubs, res
+
+
+@pytest.fixture(scope="module")
+def staged_sysv(tmp_path_factory):
+    need("make")
+    return stage(tmp_path_factory.mktemp("sysv"), "INIT=sysv", "NOCOMPILE=1")
+
+
+def test_helper_once_runs_the_section_with_messages_to_syslog(staged_sysv, tmp_path):
+    stubs, res = run_helper(staged_sysv, tmp_path, ["once", "ephemeral"], xen=True)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-oneshot") == [["--section", "ephemeral"]]
+    assert stubs.calls("logger") == [["-t", "xe-oneshot"]]
+
+
+def test_helper_boot_refreshes_the_cache_then_publishes_all(staged_sysv, tmp_path):
+    stubs, res = run_helper(staged_sysv, tmp_path, ["boot"], xen=True)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-linux-distribution") == [["/var/cache/xe-linux-distribution"]]
+    assert stubs.calls("xe-oneshot") == [["--section", "all"]]
+
+
+@pytest.mark.parametrize("args", [["boot"], ["once", "ephemeral"], ["event", "network"],
+                                  ["tick", "ephemeral"]])
+def test_helper_does_nothing_on_a_machine_that_is_not_a_xen_guest(staged_sysv, tmp_path,
+                                                                  args):
+    """ConditionVirtualization=xen of the units (tick would loop forever otherwise)."""
+    stubs, res = run_helper(staged_sysv, tmp_path, args, xen=False)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-oneshot") == [] and stubs.calls("xe-linux-distribution") == []
+
+
+def test_helper_event_returns_at_once_detached_from_udev(staged_sysv, tmp_path):
+    """udev waits for the RUN program and for EOF on its stdout and stderr: the event
+    mode returns while the collector still runs, in a session of its own, and holds
+    none of the pipes (in_namespace reads them to EOF)."""
+    marker = tmp_path / "ran"
+    collector = ('echo "$(cut -d" " -f6 /proc/$$/stat) $(cut -d" " -f6 /proc/$PPID/stat)" '
+                 '> %s.sid\nsleep 3\necho done > %s' % (marker, marker))
+    start = time.monotonic()
+    stubs, res = run_helper(staged_sysv, tmp_path, ["event", "network"], xen=True,
+                            collector=collector)
+    took = time.monotonic() - start
+    assert res.returncode == 0 and res.stdout == "", res.stdout
+    assert took < 2.5, took                       # not the collector's 3 s
+    assert not marker.exists()                    # still running
+    for _ in range(100):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    assert marker.read_text() == "done\n"
+    assert stubs.calls("xe-oneshot") == [["--section", "network"]]
+    sid = (tmp_path / "ran.sid").read_text().split()
+    assert sid[0] != str(os.getsid(0))           # not the caller's (udev's) session
+
+
+def test_helper_rejects_an_unknown_mode(staged_sysv, tmp_path):
+    stubs, res = run_helper(staged_sysv, tmp_path, ["frobnicate"], xen=True)
+    assert res.returncode == 2 and "usage" in res.stdout
+    assert stubs.calls("xe-oneshot") == []
+
+
+# -- make uninstall ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("init", ["systemd", "openrc", "sysv"])
+def test_uninstall_removes_every_file_and_reinstall_works(tmp_path, init):
+    need("make")
+    root = tmp_path / "root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/someone-elses").write_text("kept\n")    # a file that is not ours
+    make("install", "DESTDIR=%s" % root, "INIT=" + init)        # byte-compiled too
+    assert list(root.rglob("__pycache__"))
+    make("uninstall", "DESTDIR=%s" % root, "INIT=" + init)
+    left = {k: v for k, v in tree(root).items() if v[0] != "dir"}
+    assert left == {"usr/bin/someone-elses": ("file", 0o644, None)}
+    for own in ("usr/lib/xe-oneshot", "usr/share/doc/xe-oneshot"):
+        assert not (root / own).exists()
+    make("install", "DESTDIR=%s" % root, "INIT=" + init, "NOCOMPILE=1")
+    want = stage(tmp_path / "fresh", "INIT=" + init, "NOCOMPILE=1")
+    got = tree(root)
+    del got["usr/bin/someone-elses"]
+    assert got == tree(want)
+
+
+def test_uninstall_with_other_variables_removes_what_those_installed(tmp_path):
+    """Same variables, same files: PREFIX=/usr/local installs and removes its own."""
+    need("make")
+    root = tmp_path / "root"
+    make("install", "DESTDIR=%s" % root, "PREFIX=/usr/local", "NOCOMPILE=1")
+    assert (root / "usr/local/bin/xe-oneshot").exists()
+    make("uninstall", "DESTDIR=%s" % root, "PREFIX=/usr/local")
+    assert [k for k, v in tree(root).items() if v[0] != "dir"] == []
+
+
+# -- README's "Try it" -------------------------------------------------------------------
+
+def try_it_commands():
+    text = (CHECKOUT / "README.md").read_text()
+    section = text.split("\n## Try it\n", 1)[1].split("\n## ", 1)[0]
+    return [line[4:] for line in section.splitlines() if line.startswith("    ")]
+
+
+def test_readme_try_it_runs_verbatim_with_debians_python_and_a_bare_path(tmp_path):
+    """Stock Debian: /usr/bin/python3, PATH=/usr/bin:/bin, and none of psutil, sh or
+    xattr importable (their directories hidden in a private mount namespace)."""
+    need("unshare")
+    commands = try_it_commands()
+    assert len(commands) == 2 and all(c.startswith("python3 -m xe_oneshot") for c in commands)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hide = "".join("[ ! -d {d} ] || mount --bind {e} {d}\n".format(d=d, e=empty)
+                   for d in ["/usr/lib/python3/dist-packages"] +
+                   [str(p) for p in Path("/usr/local/lib").glob("python3*/dist-packages")])
+    script = hide + """
+cd {checkout}
+export PATH=/usr/bin:/bin
+[ "$(command -v python3)" = /usr/bin/python3 ]
+if python3 -c 'import psutil' 2>/dev/null || python3 -c 'import sh' 2>/dev/null \\
+   || python3 -c 'import xattr' 2>/dev/null; then echo "MODULES NOT HIDDEN"; exit 1; fi
+""".format(checkout=shlex.quote(str(CHECKOUT)))
+    for i, command in enumerate(commands):
+        script += "sh -c %s > %s/out%d 2>&1\n" % (shlex.quote(command), tmp_path, i)
+    res = in_namespace(script, env={"HOME": "/nonexistent", "LANG": "C.UTF-8"})
+    assert res.returncode == 0, res.stdout + "".join(
+        p.read_text() for p in sorted(tmp_path.glob("out*")))
+    text = (tmp_path / "out0").read_text()
+    assert re.search(r'^data/os_uname = "%s"$' % re.escape(os.uname().release), text, re.M), \
+        text
+    assert 'attr/PVAddons/Installed = "1"' in text
+    values = json.loads((tmp_path / "out1").read_text())
+    assert values["data/os_uname"] == os.uname().release
+
+
+def test_openrc_service_runs_the_boot_then_starts_and_stops_the_tick(tmp_path):
+    """The installed OpenRC script sourced as openrc-run does (its ebegin/eend and
+    start-stop-daemon recorded): start does the boot run, then starts the tick in the
+    background under a pidfile; stop stops it through that pidfile."""
+    need("make")
+    root = stage(tmp_path / "root", "INIT=openrc", "NOCOMPILE=1")
+    stubs = Stubs(tmp_path / "bin", ["start-stop-daemon", "xe-oneshot-run"])
+    script = (root / "etc/init.d/xe-oneshot").read_text().replace(
+        "/usr/lib/xe-oneshot/xe-oneshot-run", str(stubs.dir / "xe-oneshot-run"))
+    (tmp_path / "svc").write_text(script)
+    res = subprocess.run(
+        ["sh", "-euc", 'ebegin() { :; }; eend() { return "$1"; }; . "$1"; depend() { :; }; '
+         'start; stop', "sh", str(tmp_path / "svc")],
+        env={"PATH": "%s:/usr/bin:/bin" % stubs.dir}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, universal_newlines=True, timeout=30)
+    assert res.returncode == 0, res.stdout
+    assert stubs.calls("xe-oneshot-run") == [["boot"]]
+    pidfile = "/run/xe-oneshot-tick.pid"
+    assert stubs.calls("start-stop-daemon") == [
+        ["--start", "--background", "--make-pidfile", "--pidfile", pidfile,
+         "--exec", str(stubs.dir / "xe-oneshot-run"), "--", "tick", "ephemeral"],
+        ["--stop", "--quiet", "--pidfile", pidfile]]
+
+
+@pytest.mark.parametrize("action,rc,runs", [("start", 0, [["boot"]]), ("restart", 0, [["boot"]]),
+                                            ("stop", 0, []), ("frobnicate", 2, [])])
+def test_sysv_script_runs_the_boot_on_start(staged_sysv, tmp_path, action, rc, runs):
+    stubs = Stubs(tmp_path / "bin", ["xe-oneshot-run"])
+    script = tmp_path / "svc"
+    script.write_text((staged_sysv / "etc/init.d/xe-oneshot").read_text().replace(
+        "/usr/lib/xe-oneshot/xe-oneshot-run", str(stubs.dir / "xe-oneshot-run")))
+    res = subprocess.run(["sh", str(script), action], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, timeout=30)
+    assert res.returncode == rc, res.stdout
+    assert stubs.calls("xe-oneshot-run") == runs

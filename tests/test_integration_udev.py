@@ -168,3 +168,49 @@ def test_cpu_add_onlines_the_vcpu_only_on_xen(rules, tmp_path, xenbus, expect):
     runs = udev_test(rules, tmp_path, "add", str(cpu), setup)
     assert runs == []
     assert online.read_text().strip() == expect
+
+
+# -- guests without systemd: the rules start the collector through xe-oneshot-run ----------
+
+DIRECT = "/usr/lib/xe-oneshot/xe-oneshot-run event "
+
+
+@pytest.fixture(scope="module")
+def direct_rules(tmp_path_factory):
+    need("make", "udevadm", "unshare", "ip")
+    root = stage(tmp_path_factory.mktemp("stage"), "INIT=openrc", "NOCOMPILE=1")
+    return root / "usr/lib/udev/rules.d"
+
+
+@pytest.mark.parametrize("action", ["add", "remove", "move"])
+def test_without_systemd_a_net_event_runs_the_helper(direct_rules, tmp_path, action):
+    runs = udev_test(direct_rules, tmp_path, action, "/sys/class/net/xt0",
+                     VETH.format(a="xt0", b="xt1"), netns=True)
+    assert runs == [DIRECT + "network"]
+
+
+def test_without_systemd_a_hostile_interface_name_never_reaches_the_command(direct_rules,
+                                                                           tmp_path):
+    setup = VETH.format(a=shlex.quote("x$(id)"), b=shlex.quote("e;reboot"))
+    for name in ("x$(id)", "e;reboot"):
+        assert udev_test(direct_rules, tmp_path, "add", "/sys/class/net/" + name, setup,
+                         netns=True) == [DIRECT + "network"]
+
+
+def test_without_systemd_disk_and_memory_events_run_the_helper(direct_rules, tmp_path):
+    assert udev_test(direct_rules, tmp_path, "change", str(real_disk())) == \
+        [DIRECT + "volumes"]
+    block = sorted(Path("/sys/devices/system/memory").glob("memory[0-9]*"))[0]
+    assert udev_test(direct_rules, tmp_path, "online", str(block)) == [DIRECT + "memory"]
+    assert udev_test(direct_rules, tmp_path, "add", "/sys/class/net/lo") == []
+
+
+def test_both_rule_sets_match_the_same_events():
+    """The direct rules are the systemd ones with RUN swapped: same match keys."""
+    from tests.integration_support import CHECKOUT
+
+    def matches(name):
+        text = (CHECKOUT / "udev-rules" / name).read_text().replace("\\\n", "")
+        return [re.sub(r',\s*RUN\+="[^"]*"', "", line).strip() for line in text.splitlines()
+                if line.strip() and not line.startswith("#")]
+    assert matches("80-xe-oneshot.rules") == matches("80-xe-oneshot.direct.rules")

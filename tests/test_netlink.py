@@ -1,6 +1,6 @@
 """xe_oneshot.netlink: the parser on hand-built rtnetlink messages, and the reader over
-real interfaces in network namespaces, with psutil.net_if_addrs() as the oracle
-(computed in the same namespace, reduced to the same shape)."""
+real interfaces in network namespaces, with iproute2's ``ip -j addr show`` as the
+oracle (run in the same namespace, reduced to the same shape)."""
 
 import json
 import os
@@ -28,8 +28,8 @@ def nlmsg(kind, body, seq=SEQ, flags=0x2):
     return struct.pack("=IHHII", length, kind, flags, seq, 4242) + body + b"\0" * (-length % 4)
 
 
-def newaddr(family, index, *attrs, prefix=24, scope=0):
-    body = struct.pack("=BBBBI", family, prefix, 0, scope, index) + b"".join(attrs)
+def newaddr(family, index, *attrs, prefix=24, scope=0, flags=0):
+    body = struct.pack("=BBBBI", family, prefix, flags, scope, index) + b"".join(attrs)
     return nlmsg(20, body)
 
 
@@ -61,19 +61,21 @@ def test_ipv4_point_to_point_takes_ifa_local_not_the_peer():
                   rta(3, b"ppp0\0"), prefix=32)
     dump, finished = parse(msg + done())
     assert finished == [True] and dump.done
-    assert dump.entries == [(3, "ppp0", 2, "10.1.0.1")]
+    assert dump.entries == [IfAddr(3, 2, "10.1.0.1")]
 
 
-def test_ipv4_label_is_the_name_and_ipv6_has_none():
+def test_label_attack_the_index_not_the_label_names_the_interface():
     data = (newaddr(2, 2, rta(1, v4("192.0.2.10")), rta(2, v4("192.0.2.10")),
-                    rta(3, b"br0:1\0"))
-            + newaddr(10, 2, rta(1, LINK_LOCAL), prefix=64, scope=253)
-            + newaddr(10, 2, rta(1, GLOBAL6), prefix=64)
+                    rta(3, b"eth1\0"))
+            + newaddr(2, 2, rta(2, v4("192.0.2.11")), rta(3, b"backup\0"), flags=0x01)
+            + newaddr(10, 2, rta(1, LINK_LOCAL), prefix=64, scope=253, flags=0x80)
+            + newaddr(10, 2, rta(1, GLOBAL6), rta(8, struct.pack("=I", 0x201)), prefix=64)
             + done())
     dump, _ = parse(data)
-    assert dump.entries == [(2, "br0:1", 2, "192.0.2.10"),
-                            (2, None, 10, "fe80::216:3eff:fe00:1"),
-                            (2, None, 10, "2001:db8::10")]
+    assert dump.entries == [IfAddr(2, 2, "192.0.2.10", 0, 0),
+                            IfAddr(2, 2, "192.0.2.11", 0x01, 0),
+                            IfAddr(2, 10, "fe80::216:3eff:fe00:1", 0x80, 253),
+                            IfAddr(2, 10, "2001:db8::10", 0x201, 0)]
 
 
 def test_multi_part_dump_ends_at_done_only():
@@ -81,7 +83,7 @@ def test_multi_part_dump_ends_at_done_only():
     second = newaddr(2, 4, rta(2, v4("198.51.100.1")), rta(3, b"eth1\0"))
     dump, finished = parse(first, second, done())
     assert finished == [False, False, True]
-    assert [e[3] for e in dump.entries] == ["192.0.2.1", "198.51.100.1"]
+    assert [e.address for e in dump.entries] == ["192.0.2.1", "198.51.100.1"]
 
 
 def test_other_families_other_sequences_and_addressless_messages_are_skipped():
@@ -89,16 +91,16 @@ def test_other_families_other_sequences_and_addressless_messages_are_skipped():
             + nlmsg(20, struct.pack("=BBBBI", 2, 24, 0, 0, 2) + rta(1, v4("10.0.0.9")),
                     seq=SEQ + 1)                                     # not our request
             + newaddr(2, 2, rta(3, b"eth0\0"))                       # no address at all
-            + newaddr(2, 2, rta(2, v4("10.0.0.1")), rta(8, b"\0" * 4))   # unknown attr
+            + newaddr(2, 2, rta(2, v4("10.0.0.1")), rta(9, b"\0" * 4))   # unknown attr
             + done())
     dump, _ = parse(data)
-    assert dump.entries == [(2, None, 2, "10.0.0.1")]
+    assert dump.entries == [IfAddr(2, 2, "10.0.0.1")]
 
 
 def test_dump_interrupted_flag_is_reported():
     dump, _ = parse(nlmsg(20, struct.pack("=BBBBI", 2, 24, 0, 0, 2)
                           + rta(2, v4("10.0.0.1")), flags=0x2 | 0x10) + done())
-    assert dump.interrupted and dump.entries == [(2, None, 2, "10.0.0.1")]
+    assert dump.interrupted and dump.entries == [IfAddr(2, 2, "10.0.0.1")]
 
 
 def test_nlmsg_error_raises_with_its_errno():
@@ -125,15 +127,6 @@ def test_malformed_data_raises_oserror(data):
         parse(data + done())
 
 
-def test_by_name_folds_nothing_and_resolves_indices():
-    entries = [(1, "lo", 2, "127.0.0.1"), (1, None, 10, "::1"),
-               (5, "eth0:1", 2, "192.0.2.12"), (5, None, 10, "fe80::1"),
-               (2 ** 31 - 7, None, 2, "10.9.9.9")]       # no such index: dropped
-    out = netlink.by_name(entries, {1: "lo", 5: "eth0"})
-    assert out == {"lo": [IfAddr(2, "127.0.0.1"), IfAddr(10, "::1")],
-                   "eth0:1": [IfAddr(2, "192.0.2.12")], "eth0": [IfAddr(10, "fe80::1")]}
-
-
 # -- real interfaces ---------------------------------------------------------------------
 
 @pytest.fixture
@@ -145,32 +138,50 @@ def ns():
         pytest.skip(str(err))
 
 
-#: Runs inside the namespace: both readers reduced to name -> [[family, address]] in
-#: their order (IPv4/IPv6 only, psutil's %scope dropped, names without addresses left
-#: out), plus which modules the netlink reader imported.
+#: Runs inside the namespace: our reader and ``ip -j addr show`` reduced to
+#: [index, family, address, primary?, scope] in their order (IPv4/IPv6 only), plus
+#: which modules the netlink reader imported.
 _COMPARE = r"""
-import json, sys
+import json, subprocess, sys
 before = set(sys.modules)
 from xe_oneshot import netlink
-ours = {n: [[a.family, a.address] for a in v] for n, v in netlink.interface_addresses().items()}
+ours = [[a.index, a.family, a.address, not a.flags & 1, a.scope]
+        for a in netlink.interface_addresses()]
 imported = sorted(m for m in ("psutil", "socket") if m in sys.modules and m not in before)
-import psutil
-theirs = {}
-for n, entries in psutil.net_if_addrs().items():
-    found = [[int(e.family), e.address.split("%")[0]] for e in entries if e.family in (2, 10)]
-    if found:
-        theirs[n] = found
-print(json.dumps({"ours": ours, "psutil": theirs, "imported": imported}))
+scopes = {"global": 0, "site": 200, "link": 253, "host": 254}
+theirs = []
+for link in json.loads(subprocess.check_output(["ip", "-j", "addr", "show"])):
+    for a in link.get("addr_info", []):
+        if a["family"] in ("inet", "inet6"):
+            theirs.append([link["ifindex"], 2 if a["family"] == "inet" else 10, a["local"],
+                           not (a.get("secondary") or a.get("temporary")),
+                           scopes[a["scope"]]])
+names = {link["ifname"]: link["ifindex"]
+         for link in json.loads(subprocess.check_output(["ip", "-j", "link", "show"]))}
+print(json.dumps({"ours": ours, "ip": theirs, "imported": imported, "names": names}))
 """
 
 
 def compare(ns):
+    """name -> [(family, address)] as our reader gives it, checked against ip's."""
     env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
     res = ns.run([sys.executable, "-c", _COMPARE], env=env)
     out = json.loads(res.stdout)
     assert out["imported"] == []
-    assert out["ours"] == out["psutil"]
-    return {n: [tuple(a) for a in v] for n, v in out["ours"].items()}
+
+    def per_interface(entries):    # the dump lists IPv4 of all links, then IPv6
+        grouped = {}
+        for entry in entries:
+            grouped.setdefault((entry[0], entry[1]), []).append(entry)
+        return grouped
+
+    assert per_interface(out["ours"]) == per_interface(out["ip"])
+    assert len(out["ours"]) == len(out["ip"])
+    by_index = {index: name for name, index in out["names"].items()}
+    got = {}
+    for index, family, address, _, _ in out["ours"]:
+        got.setdefault(by_index[index], []).append((family, address))
+    return got
 
 
 def test_veth_primary_secondary_label_peer_and_ipv6(ns):
@@ -184,8 +195,8 @@ def test_veth_primary_secondary_label_peer_and_ipv6(ns):
     ns.addr("peer0", "fe80::20/64")
     got = compare(ns)
     assert sorted(got["veth0"]) == [(2, "10.1.0.1"), (2, "192.0.2.10"), (2, "192.0.2.11"),
-                                    (10, "2001:db8::10"), (10, "fe80::10")]
-    assert got["veth0:1"] == [(2, "192.0.2.12")]
+                                    (2, "192.0.2.12"), (10, "2001:db8::10"),
+                                    (10, "fe80::10")]
     assert got["peer0"] == [(10, "fe80::20")]
     assert got["lo"] == [(2, "127.0.0.1"), (10, "::1")]
 
@@ -224,9 +235,8 @@ def test_renamed_interface_and_its_alias_show_the_new_name(ns):
     ns.ip("link", "set", "lan0", "up")
     ns.addr("lan0", "2001:db8::10/64")
     got = compare(ns)
-    assert got["lan0"] == [(2, "192.0.2.10"), (10, "2001:db8::10")]
-    assert got["lan0:7"] == [(2, "192.0.2.12")]
-    assert "eth0" not in got and "eth0:7" not in got
+    assert got["lan0"] == [(2, "192.0.2.10"), (2, "192.0.2.12"), (10, "2001:db8::10")]
+    assert "eth0" not in got
 
 
 def test_bounds_are_enforced_with_oserror(ns):
@@ -239,54 +249,7 @@ def test_bounds_are_enforced_with_oserror(ns):
     assert res.stdout.startswith("OSError rtnetlink: address dump larger than 4096 bytes")
 
 
-# -- the network section: fast path, fallback, imports -----------------------------------
-
-#: Runs the network section inside the namespace over ROOT (argv[1]); with argv[2] ==
-#: "refuse", netlink is made to fail as a kernel refusal would (EPERM from socket()).
-_SECTION = r"""
-import json, sys
-before = set(sys.modules)
-from xe_oneshot import log, netlink
-from xe_oneshot.guest import Root
-from xe_oneshot.sections import Context, network
-if sys.argv[2] == "refuse":
-    def refuse(*args, **kwargs):
-        raise PermissionError(1, "Operation not permitted")
-    netlink.interface_addresses = refuse
-log.configure(verbose=1)
-values = network.collect(Context(root=Root(sys.argv[1]))).values
-imported = sorted(m for m in ("psutil", "socket") if m in sys.modules and m not in before)
-print(json.dumps({"values": values, "imported": imported}))
-"""
-
-
-def run_section(ns, root, mode):
-    env = dict(os.environ, PYTHONPATH=str(CHECKOUT))
-    env.pop("XENSTORED_PATH", None)
-    res = ns.run([sys.executable, "-c", _SECTION, str(root), mode], env=env)
-    return json.loads(res.stdout), res.stderr
-
-
-def test_fallback_to_psutil_publishes_the_same_keys(ns, tmp_path):
-    ns.veth("eth0", "peer0")
-    ns.addr("eth0", "192.0.2.10/24")
-    ns.addr("eth0", "192.0.2.12/24", "label", "eth0:1")
-    ns.addr("eth0", "2001:db8::10/64")
-    ns.addr("eth0", "fe80::10/64")
-    ns.mirror(tmp_path, {"eth0": "0"})
-    fast, fast_log = run_section(ns, tmp_path, "netlink")
-    slow, slow_log = run_section(ns, tmp_path, "refuse")
-    assert fast["values"] == {"attr/vif/0/ipv4/0": "192.0.2.10",
-                              "attr/vif/0/ipv4/1": "192.0.2.12",
-                              "attr/vif/0/ipv6/0": "2001:db8::10",
-                              "attr/vif/0/ipv6/1": "fe80::10"}
-    assert slow["values"] == fast["values"]
-    assert fast["imported"] == [] and fast_log == ""
-    assert "psutil" in slow["imported"]
-    assert slow_log.splitlines() == [
-        "xe-oneshot: network: rtnetlink unavailable ([Errno 1] Operation not permitted), "
-        "reading addresses with psutil"]
-
+# -- the network section: imports -------------------------------------------------
 
 def test_network_run_imports_neither_psutil_nor_socket(ns, tmp_path):
     ns.veth("eth0", "peer0")

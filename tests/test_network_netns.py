@@ -110,37 +110,49 @@ def test_macvlan_stands_in_for_a_vlan_and_stacks_deeper(ns, tmp_path, fresh_xens
 def test_indices_are_stable_and_reused(ns, tmp_path, fresh_xenstored):
     xsd = fresh_xenstored
     ns.veth("eth0", "p0")
-    ns.addr("eth0", "192.0.2.1/32")
-    ns.addr("eth0", "192.0.2.2/32")
+    ns.addr("eth0", "192.0.2.1/24")
+    ns.addr("eth0", "192.0.2.2/24")       # secondaries (same subnet)
+    ns.addr("eth0", "192.0.2.3/24")
     ns.addr("eth0", "2001:db8::1/64")
     assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
         "attr/vif/0/ipv4/0": "192.0.2.1", "attr/vif/0/ipv4/1": "192.0.2.2",
-        "attr/vif/0/ipv6/0": "2001:db8::1"}
-    # the first address is replaced by another: the newcomer takes the freed index 0,
-    # 192.0.2.2 stays at 1 (although the kernel now lists it first)
-    ns.ip("addr", "del", "192.0.2.1/32", "dev", "eth0")
-    ns.addr("eth0", "192.0.2.3/32")
+        "attr/vif/0/ipv4/2": "192.0.2.3", "attr/vif/0/ipv6/0": "2001:db8::1"}
+    # a secondary goes: the others keep their indices, the hole stays
+    ns.ip("addr", "del", "192.0.2.2/24", "dev", "eth0")
     assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
-        "attr/vif/0/ipv4/0": "192.0.2.3", "attr/vif/0/ipv4/1": "192.0.2.2",
+        "attr/vif/0/ipv4/0": "192.0.2.1", "attr/vif/0/ipv4/2": "192.0.2.3",
         "attr/vif/0/ipv6/0": "2001:db8::1"}
-    assert xapi_networks(xsd.tree("attr/vif"))["0/ip"] == "192.0.2.3"
-    # replaced again: the new address fills index 0, 192.0.2.2 never moves
-    ns.addr("eth0", "192.0.2.4/32")
-    ns.ip("addr", "del", "192.0.2.3/32", "dev", "eth0")
+    # a newcomer takes the lowest free index; the primary keeps 0
+    ns.addr("eth0", "192.0.2.4/24")
+    ns.addr("eth0", "192.0.2.5/24")
     assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
-        "attr/vif/0/ipv4/1": "192.0.2.2", "attr/vif/0/ipv4/0": "192.0.2.4",
+        "attr/vif/0/ipv4/0": "192.0.2.1", "attr/vif/0/ipv4/1": "192.0.2.4",
+        "attr/vif/0/ipv4/2": "192.0.2.3", "attr/vif/0/ipv4/3": "192.0.2.5",
         "attr/vif/0/ipv6/0": "2001:db8::1"}
-    ns.ip("addr", "del", "192.0.2.4/32", "dev", "eth0")
+    assert xapi_networks(xsd.tree("attr/vif"))["0/ip"] == "192.0.2.1"
+    # a new primary in another subnet is listed after the first: nothing moves
+    ns.addr("eth0", "198.51.100.1/24")
+    values = step(ns, tmp_path, xsd, {"eth0": "0"})
+    assert values["attr/vif/0/ipv4/0"] == "192.0.2.1"
+    assert values["attr/vif/0/ipv4/4"] == "198.51.100.1"
+
+
+def test_primary_replaced_by_a_promoted_secondary(ns, tmp_path, fresh_xenstored):
+    """With promote_secondaries the kernel makes a secondary the primary when the
+    primary goes: it moves to index 0 (xapi's IP is the VM's primary again)."""
+    xsd = fresh_xenstored
+    ns.veth("eth0", "p0")
+    ns.run(["sysctl", "-q", "-w", "net.ipv4.conf.eth0.promote_secondaries=1"])
+    ns.addr("eth0", "192.0.2.1/24")
+    ns.addr("eth0", "192.0.2.2/24")
+    ns.addr("eth0", "192.0.2.3/24")
     assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
-        "attr/vif/0/ipv4/1": "192.0.2.2", "attr/vif/0/ipv6/0": "2001:db8::1"}
+        "attr/vif/0/ipv4/0": "192.0.2.1", "attr/vif/0/ipv4/1": "192.0.2.2",
+        "attr/vif/0/ipv4/2": "192.0.2.3"}
+    ns.ip("addr", "del", "192.0.2.1/24", "dev", "eth0")
+    assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
+        "attr/vif/0/ipv4/0": "192.0.2.2", "attr/vif/0/ipv4/2": "192.0.2.3"}
     assert xapi_networks(xsd.tree("attr/vif"))["0/ip"] == "192.0.2.2"
-    ns.addr("eth0", "2001:db8::2/64")
-    ns.addr("eth0", "192.0.2.5/32")
-    ns.addr("eth0", "192.0.2.6/32")
-    assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
-        "attr/vif/0/ipv4/0": "192.0.2.5", "attr/vif/0/ipv4/1": "192.0.2.2",
-        "attr/vif/0/ipv4/2": "192.0.2.6",
-        "attr/vif/0/ipv6/0": "2001:db8::1", "attr/vif/0/ipv6/1": "2001:db8::2"}
 
 
 def test_removed_vif_and_address_less_vif(ns, tmp_path, fresh_xenstored):
@@ -194,15 +206,19 @@ def test_sriov_vf_by_mac(ns, tmp_path, tmp_path_factory):
 
 def test_print_mode_numbers_from_zero(ns, tmp_path, fresh_xenstored):
     ns.veth("eth0", "p0")
-    ns.addr("eth0", "192.0.2.1/32")
-    ns.addr("eth0", "192.0.2.2/32")
+    ns.addr("eth0", "192.0.2.1/24")
+    ns.addr("eth0", "192.0.2.2/24")
+    ns.addr("eth0", "192.0.2.3/24")
     ns.mirror(tmp_path, {"eth0": "0"})
-    publish(fresh_xenstored, {"attr/vif/0/ipv4/0": "192.0.2.2",
-                              "attr/vif/0/ipv4/1": "192.0.2.1"})
+    publish(fresh_xenstored, {"attr/vif/0/ipv4/0": "192.0.2.1",
+                              "attr/vif/0/ipv4/1": "192.0.2.3",
+                              "attr/vif/0/ipv4/2": "192.0.2.2"})
     assert ns.collect(tmp_path, fresh_xenstored.env()) == {
-        "attr/vif/0/ipv4/0": "192.0.2.2", "attr/vif/0/ipv4/1": "192.0.2.1"}
+        "attr/vif/0/ipv4/0": "192.0.2.1", "attr/vif/0/ipv4/1": "192.0.2.3",
+        "attr/vif/0/ipv4/2": "192.0.2.2"}
     assert ns.collect(tmp_path) == {
-        "attr/vif/0/ipv4/0": "192.0.2.1", "attr/vif/0/ipv4/1": "192.0.2.2"}
+        "attr/vif/0/ipv4/0": "192.0.2.1", "attr/vif/0/ipv4/1": "192.0.2.2",
+        "attr/vif/0/ipv4/2": "192.0.2.3"}
 
 
 def test_scale_64_vifs_16_addresses_each(ns, tmp_path, fresh_xenstored):
@@ -225,3 +241,49 @@ def test_scale_64_vifs_16_addresses_each(ns, tmp_path, fresh_xenstored):
     assert timed["seconds"] < 1.0, timed
     # and the indices held: collecting again gives the same keys
     assert ns.collect(tmp_path, fresh_xenstored.env()) == values
+
+
+def test_label_attack_address_stays_with_the_interface_it_is_on(ns, tmp_path,
+                                                                 fresh_xenstored):
+    """Labels are free text: an address on eth0 labelled ``eth1`` (another VIF) or
+    ``backup`` (no interface) is eth0's, by the interface index the kernel gives."""
+    ns.veth("eth0", "p0")
+    ns.veth("eth1", "p1")
+    ns.addr("eth0", "192.0.2.10/24")
+    ns.addr("eth0", "198.51.100.50/24", "label", "eth1")
+    ns.addr("eth0", "203.0.113.51/24", "label", "backup")
+    ns.addr("eth0", "192.0.2.12/24", "label", "eth0:7")
+    ns.addr("eth1", "10.1.0.1/24")
+    values = step(ns, tmp_path, fresh_xenstored, {"eth0": "0", "eth1": "1"})
+    assert values == {
+        "attr/vif/0/ipv4/0": "192.0.2.10",
+        "attr/vif/0/ipv4/1": "198.51.100.50",
+        "attr/vif/0/ipv4/2": "203.0.113.51",
+        "attr/vif/0/ipv4/3": "192.0.2.12",
+        "attr/vif/1/ipv4/0": "10.1.0.1",
+    }
+    assert xapi_networks(fresh_xenstored.tree("attr/vif"))["1/ip"] == "10.1.0.1"
+
+
+def test_primary_is_index_0_again_after_remove_and_readd(ns, tmp_path, fresh_xenstored):
+    """A network restart while a VIP (keepalived) was added meanwhile: xapi's IP of
+    the VIF is the kernel's primary again, the VIP moves to the lowest free index."""
+    xsd = fresh_xenstored
+    ns.veth("eth0", "p0")
+    ns.addr("eth0", "192.0.2.10/24")
+    ns.addr("eth0", "2001:db8::10/64")
+    assert step(ns, tmp_path, xsd, {"eth0": "0"})["attr/vif/0/ipv4/0"] == "192.0.2.10"
+    # the primary goes (DHCP lease lost, ifdown); the VIP arrives meanwhile
+    ns.ip("addr", "del", "192.0.2.10/24", "dev", "eth0")
+    ns.addr("eth0", "192.0.2.100/32")
+    assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
+        "attr/vif/0/ipv4/0": "192.0.2.100", "attr/vif/0/ipv6/0": "2001:db8::10"}
+    # network restart: addresses flushed, the primary first, the VIP after it
+    ns.ip("addr", "flush", "dev", "eth0")
+    ns.addr("eth0", "192.0.2.10/24")
+    ns.addr("eth0", "2001:db8::10/64")
+    ns.addr("eth0", "192.0.2.100/32")
+    assert step(ns, tmp_path, xsd, {"eth0": "0"}) == {
+        "attr/vif/0/ipv4/0": "192.0.2.10", "attr/vif/0/ipv4/1": "192.0.2.100",
+        "attr/vif/0/ipv6/0": "2001:db8::10"}
+    assert xapi_networks(xsd.tree("attr/vif"))["0/ip"] == "192.0.2.10"

@@ -14,7 +14,7 @@ from xe_oneshot.sections.volumes import BlockDevice, PhysicalVolume, Swap
 def test_mountinfo_line_from_the_kernel_documentation():
     m = mountinfo.parse_line(
         "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue")
-    assert m == mountinfo.Mount(98, 0, "/mnt1", "/mnt/parent", "ext3", "/dev/root")
+    assert m == mountinfo.Mount(98, 0, "/mnt1", "/mnt/parent", "ext3", "/dev/root", 36)
     assert m.devno == (98, 0)
 
 

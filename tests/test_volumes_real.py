@@ -1,5 +1,6 @@
 """The volumes section on real block devices: loop devices with real partition tables,
-ext4 filesystems, a 4K-sector disk, real LVM PVs in real VGs, mounts (and a bind mount)
+ext4 filesystems, a 4K-sector disk, real LVM PVs in real VGs, a two-device btrfs with a
+subvolume (matched by the fsid the kernel reports), mounts (and a bind mount)
 made in a private mount namespace; the collector runs end to end (``xe-oneshot
 --section volumes``) inside that namespace against the real oxenstored.
 
@@ -17,8 +18,10 @@ and Debian 12's python3-sh 1.14, fetched with ``apt-get download``.
 """
 
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -181,6 +184,53 @@ def test_real_partition_removed_between_runs(xsd, tmp_path):
     assert xsd.tree("data/volumes") == tree_of(expected)
 
 
+def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(xsd, tmp_path):
+    """A real two-device btrfs (xvdb, xvdc) mounted twice (top level and a subvolume):
+    mountinfo shows an anonymous 0:NN and a source naming one loop device; the mounts
+    are matched by the fsid the kernel reports for the mount and the members sysfs lists
+    for it. Both members show the mount points, the first the free space. xvdd holds
+    another, unmounted btrfs: nothing of the pool is its."""
+    if not shutil.which("mkfs.btrfs"):
+        pytest.skip("btrfs-progs is not installed")
+    # Fresh fsids: the kernel remembers devices it scanned for an fsid, even stale ones.
+    fsid, other = str(uuid.uuid4()), str(uuid.uuid4())
+    with ExitStack() as stack:
+        one = stack.enter_context(Loop(tmp_path / "xvdb.img", 128 * MIB))
+        two = stack.enter_context(Loop(tmp_path / "xvdc.img", 128 * MIB))
+        lone = stack.enter_context(Loop(tmp_path / "xvdd.img", 128 * MIB))
+        make("mkfs.btrfs", "-q", "-f", "-U", fsid, "-d", "single", "-m", "single",
+             one.dev, two.dev)
+        make("mkfs.btrfs", "-q", "-f", "-U", other, lone.dev)
+        for loop in (one, two, lone):       # afterwards: the kernel forgets them again
+            stack.callback(subprocess.run, ["btrfs", "device", "scan", "--forget",
+                                            loop.dev], stderr=subprocess.DEVNULL)
+        members = "device=%s,device=%s" % (one.dev, two.dev)   # no wait for udev's scan
+        make("unshare", "-m", "sh", "-c", "mount -t btrfs -o %s %s %s && btrfs -q subvolume "
+             "create %s/@home && umount %s" % (members, one.dev, tmp_path, tmp_path,
+                                               tmp_path))
+
+        g = real_guest(tmp_path / "guest")
+        for name, loop in (("xvdb", one), ("xvdc", two), ("xvdd", lone)):
+            mirror_disk(g, name, loop, udev={"ID_FS_TYPE": "btrfs"})
+        # What the kernel shows for the mounted pool, under the guest's names.
+        for name in ("xvdc", "xvdb"):
+            g.link("/sys/fs/btrfs/%s/devices/%s" % (fsid, name),
+                   "../../../../devices/vbd-%d/block/%s" % (vbd_id(name), name))
+        out = run_in_namespace(xsd, g, tmp_path / "state", [
+            {"source": two.dev, "target": "/mnt/pool", "type": "btrfs", "options": members},
+            {"source": two.dev, "target": "/mnt/home", "type": "btrfs",
+             "options": "subvol=@home," + members},
+        ])
+    size = 128 * MIB
+    expected = {}
+    expected.update(volume(0, "/dev/xvdb", size, "xvdb", ["/mnt/pool", "/mnt/home"],
+                           "btrfs", out["avail"]["/mnt/pool"]))
+    expected.update(volume(1, "/dev/xvdc", size, "xvdc", ["/mnt/pool", "/mnt/home"],
+                           "btrfs"))
+    expected.update(volume(2, "/dev/xvdd", size, "xvdd"))
+    assert xsd.tree("data/volumes") == tree_of(expected)
+
+
 # -- the pvs call under both sh APIs ---------------------------------------------------
 
 def debian_sh_dir() -> Path:
@@ -200,15 +250,24 @@ def debian_sh_dir() -> Path:
 
 
 PROBE = """
+import os, time
 import sh
 from xe_oneshot.sections import volumes
+volumes.PVS_TIMEOUT = 1
 print("sh", sh.__version__)
 print(repr(volumes.run_pvs()))
+if os.path.exists("child.pid"):          # the hanging pvs's child: gone with its group
+    time.sleep(0.2)
+    try:
+        state = open("/proc/%s/stat" % open("child.pid").read().strip()).read()
+        print(state.rsplit(")", 1)[1].split()[0])
+    except FileNotFoundError:
+        print("gone")
 """
 
 
 @pytest.mark.parametrize("flavour", ["installed", "debian-1.14"])
-@pytest.mark.parametrize("case", ["ok", "fails", "missing"])
+@pytest.mark.parametrize("case", ["ok", "fails", "missing", "hangs"])
 def test_run_pvs_with_both_sh_apis(tmp_path, flavour, case):
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -219,16 +278,21 @@ def test_run_pvs_with_both_sh_apis(tmp_path, flavour, case):
             '[ "$*" = "--noheadings --units b -o pv_name,pv_free,pv_fmt" ] || exit 99\n'
             '[ -t 1 ] && exit 98\n'                    # stdout must not be a terminal
             + ("echo '  /dev/xvdb2  4194304B lvm2'\n" if case == "ok" else
-               "echo '  Device lock failed' >&2\nexit 5\n"))
+               "/bin/sleep 30 & echo $! > child.pid; exec /bin/sleep 30\n" if case == "hangs"
+               else "echo '  Device lock failed' >&2\nexit 5\n"))
         script.chmod(0o755)
     path = [str(CHECKOUT)]
     if flavour == "debian-1.14":
         path.insert(0, str(debian_sh_dir()))
     env = dict(os.environ, PATH=str(bindir), PYTHONPATH=os.pathsep.join(path))
     res = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, cwd=str(tmp_path))
     assert res.returncode == 0, res.stderr
-    version, out = res.stdout.splitlines()
+    if case == "hangs":
+        version, out, child = res.stdout.splitlines()
+        assert child in ("gone", "Z"), child      # Z: dead, waiting for init to reap it
+    else:
+        version, out = res.stdout.splitlines()
     version = version.split()[1]
     assert version.startswith("1.14.") if flavour == "debian-1.14" else \
         int(version.split(".")[0]) >= (2 if sys.version_info >= (3, 8, 1) else 1)  # sh 2: 3.8.1+
@@ -237,4 +301,6 @@ def test_run_pvs_with_both_sh_apis(tmp_path, flavour, case):
         "fails": ("None", ["xe-oneshot: pvs failed (exit 5): Device lock failed"]),
         "missing": ("None", ["xe-oneshot: pvs not found (lvm2 not installed?): LVM "
                              "physical volumes published without usage"]),
+        "hangs": ("None", ["xe-oneshot: pvs did not answer within 1 s: LVM usage not "
+                           "published"]),
     }[case]

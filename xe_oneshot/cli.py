@@ -44,10 +44,11 @@ options:
   --dry-run            collect and print the changes it would make; write nothing
   --print              print the collected keys; XenStore is not needed
   --format text|json   output of --print (json implies --print)
-  --no-balloon         publish control/feature-balloon = 0
+  --no-balloon         do not offer ballooning (control/feature-balloon removed)
   --threshold PCT      publish free memory / free space when it moved by at least PCT
                        percent of the total (default 1) ...
-  --max-age SECONDS    ... or when the published value is this old (default 300)
+  --max-age SECONDS    ... or when the published value is this old (default 300;
+                       free memory: at most 110)
   -v, --verbose        say what is done (-vv: every key written or removed)
   --version            print the version
   -h, --help           this help
@@ -251,7 +252,7 @@ def _run(opts: Options, sections: List[str]) -> int:
     client = None
     try:
         if opts.dry_run:
-            state = None
+            state = _peek_state(opts.state_dir)
         else:
             state.open()
             state.lock()
@@ -278,12 +279,23 @@ def _run(opts: Options, sections: List[str]) -> int:
             state.close()
 
 
+def _peek_state(directory: str):
+    """The run state, unlocked and never saved, so that a dry run plans with what a real
+    run would know (when values were published, the last domid); None if there is none
+    yet."""
+    import os
+    from .runstate import RunState
+    if not os.path.isdir(directory):
+        return None
+    return RunState(directory).open(create=False)
+
+
 def _publish(opts: Options, sections: List[str], state, client, requested: float) -> int:
     from .publisher import Policy, Publisher
     from .runstate import now
 
     ctx = _context(opts, client)
-    if state is not None:
+    if state is not None and not opts.dry_run:
         todo = state.pending(sections, requested)
         if not todo:
             LOG.info("a run started since this one was asked for covered %s: skipped",
@@ -293,7 +305,7 @@ def _publish(opts: Options, sections: List[str], state, client, requested: float
         todo = list(sections)
 
     domid = ctx.xenstore.read("unique-domain-id")
-    known = state.get("domid") if state is not None else domid
+    known = state.get("domid") if state is not None else None   # no state yet: widen
     if domid is not None and domid != known:
         LOG.info("unique-domain-id changed (migrated or resumed): all sections")
         todo = list(SECTIONS)

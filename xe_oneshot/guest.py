@@ -8,12 +8,19 @@ configurable prefix.
 Tolerance policy (as psutil's Linux backend): an entry that vanished while we looked
 (hot-unplug race: ENOENT, ENODEV, ENXIO, ENOTDIR) reads as the given default; any other
 error (EACCES, EIO, ...) is raised for the section to report.
+
+Only regular files are read (as ``xe-linux-distribution`` does): every file in /proc,
+/sys and the udev database is one, and a FIFO, device or socket planted where one is
+expected (a hostile ``--root`` tree) would block the run in open() or read(). The file
+is opened non-blocking and checked with fstat() on the open descriptor, so nothing can
+be swapped in between check and read; anything else raises :class:`NotRegularFile`.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from .records import record
 
@@ -26,6 +33,20 @@ VANISHED = frozenset((errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR, er
 
 #: Largest file a collector reads; sysfs and procfs files are far smaller.
 MAX_READ = 1 << 20
+
+#: open() flags of every read: a FIFO opens at once instead of waiting for a writer, and
+#: a terminal does not become our controlling one.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+class NotRegularFile(OSError):
+    """A guest file that should be a regular file is a FIFO, device, socket or directory."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.EINVAL, "not a regular file", path)
+
+    def __str__(self) -> str:
+        return "%s: %s" % (self.filename, self.strerror)
 
 
 @record(frozen=True)
@@ -42,14 +63,32 @@ class Root:
 
     def read_bytes(self, guest_path: str, default: Optional[bytes] = None,
                    limit: int = MAX_READ) -> Optional[bytes]:
-        """At most ``limit`` bytes of a file, or ``default`` if it is not there."""
+        """At most ``limit`` bytes of a regular file, or ``default`` if it is not there.
+        Raises :class:`NotRegularFile` for anything else (see the module docstring)."""
         try:
-            with open(self.path(guest_path), "rb") as f:
-                return f.read(limit)
+            fd = os.open(self.path(guest_path), _OPEN_FLAGS)
         except OSError as err:
-            if err.errno in VANISHED:
+            if err.errno in VANISHED:      # ENXIO: a socket, or a FIFO opened for write
                 return default
             raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotRegularFile(guest_path)
+            chunks = []
+            left = limit
+            while left > 0:             # procfs/sysfs files may answer in pieces
+                chunk = os.read(fd, min(left, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
+        except OSError as err:
+            if err.errno in VANISHED and not isinstance(err, NotRegularFile):
+                return default
+            raise
+        finally:
+            os.close(fd)
 
     def read_text(self, guest_path: str, default: Optional[str] = None,
                   limit: int = MAX_READ) -> Optional[str]:

@@ -58,7 +58,12 @@ def _unescape(raw: bytes) -> str:
 
 @record(frozen=True)
 class Mount:
-    """One mount: which device, which part of it (``root``), where, and its type."""
+    """One mount: which device, which part of it (``root``), where, and its type.
+
+    ``source`` is whatever the mounter passed (for FUSE, any user's free choice): it
+    never identifies a device. ``mount_id`` is the kernel's id of this mount (the one
+    ``/proc/self/fdinfo/<fd>`` shows as ``mnt_id``); 0 if unknown.
+    """
 
     major: int
     minor: int
@@ -66,6 +71,7 @@ class Mount:
     mount_point: str
     fstype: str
     source: str
+    mount_id: int = 0
 
     @property
     def devno(self) -> Tuple[int, int]:
@@ -92,8 +98,9 @@ def parse_line(line: Union[str, bytes]) -> Mount:
     major, colon, minor = fields[2].partition(b":")
     if not colon or not _number(major) or not _number(minor):
         raise ValueError("bad major:minor in mountinfo line %r" % (line,))
+    mount_id = int(fields[0]) if _number(fields[0]) else 0
     return Mount(int(major), int(minor), _unescape(fields[3]), _unescape(fields[4]),
-                 _unescape(fields[sep + 1]), _unescape(fields[sep + 2]))
+                 _unescape(fields[sep + 1]), _unescape(fields[sep + 2]), mount_id)
 
 
 def _number(field: bytes) -> bool:

@@ -1,22 +1,24 @@
 """The interfaces' IPv4 and IPv6 addresses from one rtnetlink dump, without psutil.
 
 ``import psutil`` costs 25-45 ms of CPU (it pulls in subprocess, threading, socket,
-shutil, re, ...), more than the bare interpreter's whole start, and the network section
-only needs what ``psutil.net_if_addrs()`` reports for IPv4 and IPv6. psutil gets that
-from glibc's ``getifaddrs()``, which reads one ``RTM_GETADDR`` dump from an
-``AF_NETLINK``/``NETLINK_ROUTE`` socket; so does :func:`interface_addresses`, with the C
-``_socket`` module and ``struct`` only, and gives the same answer:
+shutil, re, ...), more than the bare interpreter's whole start. The network section
+needs, for each address, the interface the kernel puts it on and whether it is that
+interface's primary: one ``RTM_GETADDR`` dump on an ``AF_NETLINK``/``NETLINK_ROUTE``
+socket gives both, with the C ``_socket`` module and ``struct`` only:
 
 * the address is ``IFA_LOCAL`` when present, else ``IFA_ADDRESS`` (on a point-to-point
   link ``IFA_ADDRESS`` is the peer);
-* an IPv4 address is listed under its ``IFA_LABEL`` (``br0:1`` for an alias, else the
-  interface's name), an IPv6 one under its interface's name;
-* index -> name comes from ``if_nameindex()`` (glibc's own small ``RTM_GETLINK`` dump),
-  read after the addresses so a renamed interface shows its new name.
+* the interface is ``ifa_index``, never ``IFA_LABEL``: a label is free text
+  (``ip addr add ... label backup``, or one naming another interface);
+* ``ifa_flags`` and ``ifa_scope`` say which address is the primary (IPv4: not
+  ``IFA_F_SECONDARY``; IPv6: not ``IFA_F_TEMPORARY``, the same bit);
+* entries come in the kernel's order: per interface, IPv4 primaries (in the order they
+  were added, a narrower scope first) then secondaries; IPv6 by scope, newest first.
 
 A caller treats any OSError as "rtnetlink refused here" (seccomp,
-``RestrictAddressFamilies=``, an odd kernel) and falls back to psutil. The reader is
-bounded: a receive timeout, a total size limit, and malformed data raises OSError.
+``RestrictAddressFamilies=``, an odd kernel) and falls back to :mod:`.ifconf`, which
+needs no netlink. The reader is bounded: a receive timeout, a total size limit, and
+malformed data raises OSError.
 """
 
 from __future__ import annotations
@@ -28,19 +30,20 @@ from .records import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional
+    from typing import List, Optional
 
 AF_INET, AF_INET6 = 2, 10
 NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_NEWADDR, RTM_GETADDR = 20, 22
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x2, 0x10, 0x300
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL = 1, 2, 3
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 
 _NLMSGHDR = struct.Struct("=IHHII")     # len, type, flags, seq, pid
 _IFADDRMSG = struct.Struct("=BBBBI")    # family, prefixlen, flags, scope, index
 _RTATTR = struct.Struct("=HH")          # len, type
 _ERRNO = struct.Struct("=i")            # nlmsgerr.error (negative errno)
+_U32 = struct.Struct("=I")
 _ADDR_SIZE = {AF_INET: 4, AF_INET6: 16}
 
 #: Seconds to wait for each part of the dump (the kernel answers in microseconds).
@@ -56,10 +59,17 @@ RETRIES = 3
 
 @record(frozen=True)
 class IfAddr:
-    """One address: the two fields of psutil's ``snicaddr`` the network section reads."""
+    """One address as the kernel lists it."""
 
+    #: The interface it is on (``ifa_index``; ``/sys/class/net/<if>/ifindex``).
+    index: int
     family: int
+    #: Canonical text (``inet_ntop``).
     address: str
+    #: ``IFA_F_*``: 0x01 is IFA_F_SECONDARY (IPv4) / IFA_F_TEMPORARY (IPv6).
+    flags: int = 0
+    #: ``RT_SCOPE_*``: 0 universe (global), 200 site, 253 link, 254 host.
+    scope: int = 0
 
 
 @record
@@ -67,7 +77,7 @@ class AddrDump:
     """What :func:`parse_addr_messages` has gathered of one dump so far."""
 
     seq: int
-    #: (interface index, IPv4 label or None, family, address text), kernel order.
+    #: IfAddr in the kernel's order.
     entries: list = field(default_factory=list)
     done: bool = False
     #: The kernel changed the address list while dumping (NLM_F_DUMP_INTR).
@@ -116,7 +126,7 @@ def _parse_newaddr(data: bytes, pos: int, end: int, out: list) -> None:
     """One ``RTM_NEWADDR`` body (``ifaddrmsg`` then ``rtattr``s) in ``data[pos:end]``."""
     if end - pos < _IFADDRMSG.size:
         raise OSError("rtnetlink: truncated ifaddrmsg")
-    family, _plen, _flags, _scope, index = _IFADDRMSG.unpack_from(data, pos)
+    family, _plen, flags, scope, index = _IFADDRMSG.unpack_from(data, pos)
     pos += _IFADDRMSG.size
     attrs = {}
     while end - pos >= _RTATTR.size:
@@ -132,28 +142,10 @@ def _parse_newaddr(data: bytes, pos: int, end: int, out: list) -> None:
         return
     if len(raw) != _ADDR_SIZE[family]:
         raise OSError("rtnetlink: address of %d bytes for family %d" % (len(raw), family))
-    label = None
-    if family == AF_INET and IFA_LABEL in attrs:
-        label = attrs[IFA_LABEL].split(b"\0", 1)[0].decode("utf-8", "surrogateescape") or None
-    out.append((index, label, family, _socket.inet_ntop(family, raw)))
-
-
-def by_name(entries: list, names: Dict[int, str]) -> Dict[str, List[IfAddr]]:
-    """``psutil.net_if_addrs()``'s shape from a dump's entries: name -> [IfAddr], an
-    IPv4 label as its own name. An index missing from ``names`` is looked up once
-    more (a link added meanwhile); one that has vanished drops its addresses."""
-    out: Dict[str, List[IfAddr]] = {}
-    for index, label, family, address in entries:
-        name = label
-        if name is None:
-            name = names.get(index)
-            if name is None:
-                try:
-                    name = names[index] = _socket.if_indextoname(index)
-                except OSError:
-                    continue
-        out.setdefault(name, []).append(IfAddr(family, address))
-    return out
+    extended = attrs.get(IFA_FLAGS)
+    if extended is not None and len(extended) == _U32.size:   # the 32-bit flags
+        flags |= _U32.unpack(extended)[0]
+    out.append(IfAddr(index, family, _socket.inet_ntop(family, raw), flags, scope))
 
 
 def _dump(sock, seq: int, max_bytes: int) -> AddrDump:
@@ -174,9 +166,8 @@ def _dump(sock, seq: int, max_bytes: int) -> AddrDump:
 
 
 def interface_addresses(timeout: float = TIMEOUT,
-                        max_bytes: int = MAX_DUMP_BYTES) -> Dict[str, List[IfAddr]]:
-    """Every interface's IPv4 and IPv6 addresses, as ``psutil.net_if_addrs()`` gives
-    them (without its AF_PACKET entries): name -> [IfAddr], kernel order. Raises
+                        max_bytes: int = MAX_DUMP_BYTES) -> List[IfAddr]:
+    """Every IPv4 and IPv6 address of every interface, in the kernel's order. Raises
     OSError when rtnetlink cannot be used or answers nonsense."""
     sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,
                           NETLINK_ROUTE)
@@ -190,5 +181,4 @@ def interface_addresses(timeout: float = TIMEOUT,
                 break
     finally:
         sock.close()
-    names = dict(_socket.if_nameindex())
-    return by_name(dump.entries, names)
+    return dump.entries

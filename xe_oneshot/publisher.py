@@ -7,15 +7,20 @@ For the sections of a run:
    unchanged guest costs reads only, no transaction, no write);
 2. plan: the keys whose value differs, the nodes no section reports any more (only
    inside the owned paths: never anything else);
-3. make those changes, and ``data/updated``, in one transaction; on EAGAIN (another
-   writer committed first) run it again, with a bounded backoff. Only a change larger
+3. make those changes in one transaction, with ``data/updated`` when one of them is a
+   key xapi keeps, or on the first run (see ``UPDATED``); on EAGAIN (another writer
+   committed first) run it again, with a bounded backoff. Only a change larger
    than one guest transaction may hold (``MAX_TRANSACTION_OPS``: hundreds of volumes
    published at once) is cut into several, between volumes or interfaces.
 
 Change policy for wandering values (``Collected.tolerance``: free memory, free space): a
 new value within ``threshold`` × tolerance of the published one is not written until the
-published one is ``max_age`` seconds old, so that noise does not wake the toolstack.
-When the policy publishes such a value, the time is remembered in the run state.
+published one is ``max_age`` seconds old (free memory: at most ``MAX_AGE``), so that
+noise costs no write. When the policy publishes such a value, the time is remembered in
+the run state. Neither wakes xenopsd or xapi: they come without ``data/updated``.
+
+A dry run makes the same plan (same reads, same policy, same ``data/updated`` decision)
+and stops before the transaction.
 
 A key the guest may not write (EACCES: the toolstack can make ``control/feature-balloon``
 read-only) is reported and skipped; the rest is published. A value over the daemon's
@@ -44,8 +49,26 @@ MAX_VALUE = 2048
 #: (``quota-maxrequests``); dom0's socket is exempt, so tests never see it.
 MAX_TRANSACTION_OPS = 1000
 
-#: ``data/updated``: the toolstack re-reads the guest's metrics when it changes.
+#: ``data/updated`` (local time). xapi has not read its value since 2019. Its *existence*
+#: is squeezed's "a guest agent is here" (``squeeze_xen.ml``, ``get_guest_agent``: memory
+#: offset calibration), and xenopsd watched it until xen-api v25.23.0 (June 2025; every
+#: XenServer 8 and XCP-ng 8.x host in the field still does): each write makes xenopsd
+#: re-read the guest's copied keys and xapi recompute its metrics. So it is written on
+#: the first run (while it does not exist) and with a change of a key xapi keeps
+#: (``NOTIFY``), never for free memory or volumes alone.
 UPDATED = "data/updated"
+
+#: Keys xapi keeps (``xapi_guest_agent.ml``): ``data/os_*`` (os_version), ``attr/…``
+#: (PV_drivers_version, networks), ``control/…`` (other), ``xenserver/attr/…`` (SR-IOV
+#: networks). Not ``data/meminfo_*`` (xenopsd copies them, xapi ignores them) nor
+#: ``data/volumes`` (xenopsd copies ``data`` at depth 0 only: never seen).
+NOTIFY = ("data/os_", "attr/", "control/", "xenserver/attr/")
+
+#: Per-key caps on ``max_age`` (seconds). A ``meminfo_free`` write wakes only
+#: rrdp-squeezed (the VM's memory graph, its own watch), which the classic agent feeds
+#: every 120 s: 110 s republishes a wandering value on every second 60 s timer tick
+#: (timer jitter included), so the graph is never staler than with the classic agent.
+MAX_AGE = {"data/meminfo_free": 110.0}
 
 ENOENT, EACCES, E2BIG = 2, 13, 7
 
@@ -68,10 +91,17 @@ class Plan:
     removes: List[str] = field(default_factory=list)
     deferred: List[str] = field(default_factory=list)   # small changes held back
     denied: List[str] = field(default_factory=list)     # EACCES / E2BIG: not written
+    first: bool = False                 # data/updated does not exist yet
 
     @property
     def changed(self) -> bool:
         return bool(self.writes or self.removes)
+
+    def notifies(self) -> bool:
+        """Whether ``data/updated`` goes with this plan: the first run, or a change of a
+        key xapi keeps (``NOTIFY``)."""
+        return self.first or any(key.startswith(NOTIFY) for key in
+                                 list(self.writes) + self.removes if key != UPDATED)
 
 
 def clean_value(key: str, value: str) -> str:
@@ -133,7 +163,8 @@ def split(plan: Plan, owned: Iterable[str], budget: int) -> List[List[Tuple[str,
     ``attr/vif/<id>``), never inside one unless the unit alone exceeds the budget.
     """
     units: Dict[str, List[Tuple[str, Optional[str]]]] = {}
-    changes = list(plan.writes.items()) + [(node, None) for node in plan.removes]
+    changes = [(k, v) for k, v in plan.writes.items() if k != UPDATED] + \
+        [(node, None) for node in plan.removes]
     for key, value in changes:
         root = owner(key, owned) or key
         rest = key[len(root) + 1:].split("/", 1)[0]
@@ -155,7 +186,8 @@ def _within(old: str, new: str, tolerance: int, policy: Policy, key: str) -> boo
     except ValueError:
         return False
     published = policy.published.get(key)
-    young = published is not None and policy.now - published < policy.max_age
+    max_age = min(policy.max_age, MAX_AGE.get(key, policy.max_age))
+    young = published is not None and policy.now - published < max_age
     return young and moved < tolerance * policy.threshold
 
 
@@ -181,8 +213,11 @@ class Publisher:
         # reads only, and the transaction holds nothing but the changes (oxenstored
         # counts every request of a guest's transaction against its quota, and replays
         # them all on a conflict).
-        nodes, existing = self._read(0, owned, wanted)
+        nodes, existing, updated = self._read(0, owned, wanted)
         plan = diff(existing, nodes, owned, wanted, tolerance, self.policy)
+        plan.first = updated is None
+        if plan.notifies():
+            plan.writes[UPDATED] = time.asctime()
         if dry_run:
             return plan
         if plan.changed:
@@ -216,8 +251,8 @@ class Publisher:
     # -- reading ------------------------------------------------------------------
 
     def _read(self, tx: int, owned: List[str], wanted: Dict[str, str]):
-        """The nodes under the owned paths that the diff needs, and the values of the
-        wanted ones.
+        """The nodes under the owned paths that the diff needs, the values of the
+        wanted ones, and ``data/updated``'s (None: absent; read with the first values).
 
         Only the owned roots and the nodes leading to wanted keys are listed (one
         DIRECTORY each, not one per node): a node no key leads to is removed whole (rm is
@@ -233,7 +268,9 @@ class Publisher:
             for i in range(1, len(parts)):
                 interior.add("/".join(parts[:i]))
         singles = [path for path in owned if path in wanted]   # a key: its value tells all
-        for path, value in zip(singles, self._values(tx, singles)):
+        values = self._values(tx, singles + [UPDATED])
+        updated = values.pop()
+        for path, value in zip(singles, values):
             if value is not None:
                 nodes.add(path)
                 existing[path] = value
@@ -242,7 +279,7 @@ class Publisher:
         existing.update(zip(keys, self._values(tx, keys)))
         self._list(tx, [key for key in keys if existing[key] == "" and key not in interior],
                    nodes, interior)
-        return nodes, existing
+        return nodes, existing, updated
 
     def _list(self, tx: int, level: List[str], nodes: Set[str], interior: Set[str]) -> None:
         """Add ``level``'s nodes that exist and their children to ``nodes``, descending
@@ -270,7 +307,8 @@ class Publisher:
     def _apply(self, tx: int, batch: List[Tuple[str, Optional[str]]], plan: Plan,
                last: bool) -> None:
         """Make the changes of ``batch`` (``(key, value)``; value None: remove) in ``tx``,
-        pipelined; in the last batch, ``data/updated`` too. Safe to re-run on EAGAIN."""
+        pipelined; in the last batch, ``data/updated`` too if the plan still calls for
+        it once refused keys are left out. Safe to re-run on EAGAIN."""
         writes = [(k, v) for k, v in batch if v is not None and k not in plan.denied]
         removes = [k for k, v in batch if v is None and k not in plan.denied]
         failure = None
@@ -281,8 +319,11 @@ class Publisher:
                 failure = failure or self._refused(key, err, plan)
         if failure is not None:
             raise failure
-        if last and plan.changed:
-            self._write(tx, UPDATED, time.asctime(), plan)
+        if last and UPDATED in plan.writes:
+            if plan.notifies():
+                self._write(tx, UPDATED, plan.writes[UPDATED], plan)
+            else:                   # the keys xapi keeps were all refused
+                del plan.writes[UPDATED]
 
     def _write(self, tx: int, key: str, value: str, plan: Plan) -> None:
         from .xenstore import XenStoreError

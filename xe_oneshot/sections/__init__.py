@@ -35,10 +35,12 @@ SECTIONS: Dict[str, str] = {
     "volumes": "volumes",
 }
 
-#: Names accepted by ``--section`` besides the sections themselves.
+#: Names accepted by ``--section`` besides the sections themselves. ``ephemeral`` is
+#: what the 60 s timer runs: what changes with no event to announce it (free memory,
+#: free space, and addresses set by ifupdown, SLAAC, a VIP or ``ip addr add``).
 GROUPS: Dict[str, Tuple[str, ...]] = {
     "static": ("os", "misc"),
-    "ephemeral": ("memory", "volumes"),
+    "ephemeral": ("memory", "network", "volumes"),
     "all": tuple(SECTIONS),
 }
 
@@ -73,7 +75,7 @@ class Context:
     root: Root = field(default_factory=Root)
     #: None when there is no XenStore (print mode on a machine that is not a Xen guest).
     xenstore: Optional[XenStoreReader] = None
-    #: ``--no-balloon``: advertise ``control/feature-balloon`` = 0.
+    #: ``--no-balloon``: do not report ``control/feature-balloon`` (it is removed).
     no_balloon: bool = False
 
 

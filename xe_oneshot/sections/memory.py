@@ -1,10 +1,16 @@
 """The ``memory`` section: total and available memory, in kB, from ``/proc/meminfo``.
 
-``data/meminfo_free`` is MemAvailable (what the toolstack shows as free: memory the guest
-could hand out without swapping), else MemFree on kernels older than 3.14. It wanders
-all the time, so it is marked with a tolerance of 1% of MemTotal: the publisher does not
-wake dom0 for smaller moves until the published value is old (see publisher.py).
-"""
+``data/meminfo_free`` is MemAvailable (memory the guest could hand out without
+swapping), else MemFree on kernels older than 3.14. Its one consumer is rrdp-squeezed
+(``rrdp_squeezed.ml``): it watches the key itself and reads it with ``Int64.of_string``
+as the VM's ``memory_internal_free`` (the memory graph). xenopsd copies both keys, but
+xapi keeps nothing of them (``xapi_guest_agent.ml`` ignores memory), so a change here
+comes without ``data/updated`` and wakes neither xenopsd nor xapi.
+
+It wanders all the time, so it is marked with a tolerance of 1% of MemTotal: the
+publisher holds smaller moves back until the published value is old, at most
+``publisher.MAX_AGE`` (110 s: as fresh as the classic agent, which rewrites it every
+120 s; see publisher.py)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,18 @@
 """The ``misc`` section: "management agent installed", its version, balloon support.
 
-xapi reads ``attr/PVAddons/*`` to show that guest tools are installed and which version;
-it parses Major/Minor/Micro/BuildVersion as integers, and shows no version at all when
-they do not parse, so they come from the package version and are always decimal.
-``control/feature-balloon`` tells the toolstack the guest's balloon driver may be used;
-the toolstack may have made the node read-only for the guest (EACCES): the publisher
-warns and publishes the rest.
+xapi (``xapi_guest_agent.ml``) copies ``attr/PVAddons/{Major,Minor,Micro,Build}Version``
+into the VM's ``PV_drivers_version`` (``Installed`` is never read; a missing micro shows
+as -1); ``xapi_pv_driver_version.ml`` parses major and minor with OCaml's
+``int_of_string``, and when they do not parse the VM counts as having no PV drivers
+(HVM operation checks refuse). So they come from the package version, always decimal.
+
+``control/feature-balloon``: squeezed and XenCenter test only that the key *exists*
+(``squeeze_xen.ml``, ``get_feature_balloon``: ``0`` still means "can balloon"), and
+squeezed then sets memory targets. So it is ``1`` when the guest has a balloon driver
+and absent otherwise: with ``--no-balloon`` or without the driver the section does not
+report it and the publisher removes it. The toolstack may have made the node read-only
+for the guest (EACCES on the write or the removal): the publisher warns once and
+publishes the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ if TYPE_CHECKING:
     from typing import List
 
 OWNS = ("attr/PVAddons", "control/feature-balloon")
+
+#: The device the Linux balloon driver registers (drivers/xen/xen-balloon.c): there is
+#: something to act on a memory target.
+BALLOON_DRIVER = "/sys/devices/system/xen_memory/xen_memory0"
 
 
 def version_numbers(version: str) -> List[str]:
@@ -42,11 +53,13 @@ def version_numbers(version: str) -> List[str]:
 
 def collect(ctx: Context) -> Collected:
     major, minor, micro, build = version_numbers(__version__)
-    return Collected(values={
+    values = {
         "attr/PVAddons/Installed": "1",
         "attr/PVAddons/MajorVersion": major,
         "attr/PVAddons/MinorVersion": minor,
         "attr/PVAddons/MicroVersion": micro,
         "attr/PVAddons/BuildVersion": build,
-        "control/feature-balloon": "0" if ctx.no_balloon else "1",
-    })
+    }
+    if not ctx.no_balloon and ctx.root.exists(BALLOON_DRIVER):
+        values["control/feature-balloon"] = "1"
+    return Collected(values=values)

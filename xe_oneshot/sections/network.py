@@ -10,8 +10,9 @@ What the toolstack does with them (xapi, ``xapi_guest_agent.ml``): it lists
 ``attr/vif`` and ``xenserver/attr/net-sriov-vf``, sorts each ``ipv4``/``ipv6``
 directory by ``int_of_string`` of the index and maps them to ``<id>/ipv4/<n>`` and
 ``<id>/ipv6/<n>`` in VM_guest_metrics.networks; the lowest-index IPv4 also becomes
-``<id>/ip`` (what admins see as "the" IP). One index that is not a decimal integer
-makes it drop that VIF's whole family list, so indices are always plain integers.
+``<id>/ip`` (what admins see as "the" IP). An index ``int_of_string`` refuses, in a
+family of two or more, voids that family and those read before it for that VIF (tests/
+support/xapi_oracle.py), so indices are always plain integers.
 
 Decisions where the toolstack is indifferent:
 
@@ -19,24 +20,35 @@ Decisions where the toolstack is indifferent:
   xen-guest-agent writes an empty ``attr/vif/<id>`` node, which xapi ignores). A VIF
   whose link is down still reports the addresses the kernel keeps on it (IPv4 ones
   stay configured while the link is down; the kernel drops IPv6 ones itself).
+* An address belongs to the interface the kernel puts it on (its interface index),
+  never to the one its label names: ``ip addr add ... dev eth0 label eth1`` is eth0's.
 * Addresses of devices stacked on the interface (bridge, bond, VLAN, macvlan, any
   depth) are reported under it: with a bond of two VIFs, both VIFs show its address.
 * An SR-IOV VF must be a device-backed interface (``/sys/class/net/<if>/device``):
   bridges, bonds and VLANs copy their port's MAC and must not match. A bond slave's
-  own MAC is ``bonding_slave/perm_hwaddr`` (the bond rewrites ``address``).
+  own MAC is ``bonding_slave/perm_hwaddr`` (the bond rewrites ``address``). A VF id
+  whose keys would exceed XenStore's path limit is ignored with a warning (one bad id
+  from dom0 must not keep everything else from being published).
 * At most MAX_PER_FAMILY addresses per family and VIF (XenStore quota, see there).
-* Order of new addresses: the interface's own first, then each stacked device's
-  (nearest first, ``master`` before ``upper_*`` by name), each in the kernel's order
-  (IPv4: primaries, secondaries, then labelled ones; IPv6: global before link-local).
 
-Indices are stable without local state: the published ones are read back through
-``ctx.xenstore``; an address keeps its index while it exists and a new one takes the
-lowest free index. Without XenStore (print mode) numbering starts from 0.
+Indices, without local state (the published ones are read back through
+``ctx.xenstore``):
+
+* Index 0 of each family is the primary address: xapi shows the lowest-index IPv4 as
+  "the" IP of the VM. The primary is the kernel's: among the addresses that are not
+  IPv4 secondaries / IPv6 temporary (privacy) ones, nor deprecated, the one of the
+  widest scope, the interface's own before a stacked device's, then the first the
+  kernel lists (IPv4: the first primary added; IPv6: the newest). When the primary
+  changes, the address that held index 0 moves to the lowest free index.
+* Every other address keeps its index while it exists; a new one takes the lowest
+  free index (in the order: the interface's own addresses in the kernel's order, then
+  each stacked device's, nearest first). Nothing else shuffles.
+* Without XenStore (print mode) numbering starts from 0 in that order.
 """
 
 from __future__ import annotations
 
-from _socket import AF_INET, AF_INET6, inet_ntop, inet_pton
+from _socket import AF_INET, AF_INET6, if_nametoindex, inet_ntop, inet_pton
 
 from . import Collected
 from .. import log
@@ -48,6 +60,7 @@ if TYPE_CHECKING:
 
     from . import Context, XenStoreReader
     from ..guest import Root
+    from ..netlink import IfAddr
 
 LOG = log.getLogger(__name__)
 
@@ -67,8 +80,18 @@ SYS_NET = "/sys/class/net"
 #: addresses keep their place; newcomers beyond the cap wait for a free one.
 MAX_PER_FAMILY = 32
 
-#: Address families as published, with their AF_* constant (psutil and netlink alike).
+#: Address families as published, with their AF_* constant.
 FAMILIES = (("ipv4", AF_INET), ("ipv6", AF_INET6))
+_FAMILY_KEY = {AF_INET: "ipv4", AF_INET6: "ipv6"}
+
+#: XenStore refuses a relative path over this many bytes (xenstore.packet.REL_PATH_MAX;
+#: oxenstored checks the part after /local/domain/<domid>/).
+REL_PATH_MAX = 2048
+
+#: IFA_F_* flags of an address that is never the primary: IFA_F_SECONDARY (IPv4) /
+#: IFA_F_TEMPORARY (IPv6, a privacy address: same bit), IFA_F_DADFAILED,
+#: IFA_F_DEPRECATED.
+NOT_PRIMARY = 0x01 | 0x08 | 0x20
 
 _HEX = frozenset("0123456789abcdef")
 _XS_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@-")
@@ -88,14 +111,34 @@ class Target:
 
 @record
 class Addresses:
-    """One target's current addresses per family, in publishing order, no duplicates."""
+    """One target's current addresses per family, in publishing order, no duplicates
+    (a set beside each list: de-duplicating stays linear), and each family's primary."""
 
     by_family: Dict[str, List[str]] = field(default_factory=lambda: {"ipv4": [], "ipv6": []})
+    seen: Dict[str, set] = field(default_factory=lambda: {"ipv4": set(), "ipv6": set()})
+    #: family -> the primary address (see the module docstring) and its rank.
+    primary: Dict[str, str] = field(default_factory=dict)
+    rank: Dict[str, Tuple[int, int]] = field(default_factory=dict)
 
-    def add(self, family: str, address: str) -> None:
-        known = self.by_family[family]
-        if address not in known:
-            known.append(address)
+    def add(self, entry: IfAddr, position: int) -> None:
+        """Add one kernel entry of the device ``position`` steps up from the interface
+        (0: the interface itself); entries come in the kernel's order."""
+        family = _FAMILY_KEY.get(entry.family)
+        if family is None:
+            return
+        address = entry.address
+        seen = self.seen[family]
+        if address in seen:
+            return
+        seen.add(address)
+        self.by_family[family].append(address)
+        if entry.flags & NOT_PRIMARY:
+            return
+        rank = (entry.scope, position)
+        best = self.rank.get(family)
+        if best is None or rank < best:
+            self.rank[family] = rank
+            self.primary[family] = address
 
 
 # -- parsers ---------------------------------------------------------------------------
@@ -141,22 +184,31 @@ def canonical(family: int, text: str) -> Optional[str]:
         return None
 
 
-def base_name(psutil_name: str) -> str:
-    """The interface of a psutil entry: IPv4 labels ``br0:1`` belong to ``br0``
-    (kernel interface names cannot contain ``:``)."""
-    return psutil_name.split(":", 1)[0]
+def fits(prefix: str, ident: str) -> bool:
+    """Whether every key of target ``prefix/ident`` (``<id>/ipv4/<n>``, n below
+    MAX_PER_FAMILY) stays within XenStore's path limit."""
+    longest = "%s/%s/ipv4/%d" % (prefix, ident, MAX_PER_FAMILY - 1)
+    return len(longest.encode("utf-8", "surrogateescape")) <= REL_PATH_MAX
 
 
 # -- readers ---------------------------------------------------------------------------
 
 def vf_ids_by_mac(xenstore: Optional[XenStoreReader]) -> Dict[str, str]:
     """MAC -> SR-IOV VF id from ``xenserver/device/net-sriov-vf/<id>/mac``; malformed
-    MACs are ignored, and a MAC given twice keeps its first id."""
+    MACs are ignored, and a MAC given twice keeps its first id. An id that is not a
+    XenStore name, or whose keys would be too long to publish, is ignored with a
+    warning."""
     if xenstore is None:
         return {}
     out: Dict[str, str] = {}
     for ident in xenstore.directory(VF_DEVICES):
         if not ident or not _XS_NAME.issuperset(ident):
+            LOG.warning("SR-IOV VF id %s ignored: not a XenStore name",
+                        ascii(ident[:64]))
+            continue
+        if not fits(VF_PREFIX, ident):
+            LOG.warning("SR-IOV VF id of %d characters ignored: its keys would exceed "
+                        "XenStore's %d-byte path limit", len(ident), REL_PATH_MAX)
             continue
         mac = parse_mac(xenstore.read("%s/%s/mac" % (VF_DEVICES, ident)))
         if mac is None:
@@ -181,7 +233,11 @@ def find_targets(root: Root, names: Iterable[str],
         base = "%s/%s" % (SYS_NET, name)
         vifid = parse_vif_nodename(root.read_line(base + "/device/nodename"))
         if vifid is not None:
-            out[name] = Target(VIF_PREFIX, vifid)
+            if fits(VIF_PREFIX, vifid):
+                out[name] = Target(VIF_PREFIX, vifid)
+            else:
+                LOG.warning("VIF id of %d digits ignored: its keys would exceed "
+                            "XenStore's %d-byte path limit", len(vifid), REL_PATH_MAX)
             continue
         if vf_by_mac and root.lexists(base + "/device"):
             ident = vf_by_mac.get(interface_mac(root, name) or "")
@@ -233,20 +289,30 @@ def published_indices(xenstore: Optional[XenStoreReader], path: str) -> Dict[str
 
 
 def assign_indices(current: List[str], published: Dict[str, int],
+                   primary: Optional[str] = None,
                    limit: int = MAX_PER_FAMILY) -> Dict[int, str]:
-    """Index -> address: a published address keeps its index, new ones (in order)
-    take the lowest free indices, while fewer than ``limit`` are taken.
+    """Index -> address: ``primary`` takes index 0; every other published address
+    keeps its index; the others (in order, the one that held index 0 among them)
+    take the lowest free indices while fewer than ``limit`` are taken. Linear.
 
     >>> assign_indices(["c", "b"], {"a": 0, "b": 1})
     {1: 'b', 0: 'c'}
+    >>> assign_indices(["p", "v"], {"v": 0}, primary="p")
+    {0: 'p', 1: 'v'}
     """
     out: Dict[int, str] = {}
+    placed = set()
+    if primary is not None:
+        out[0] = primary
+        placed.add(primary)
     for address in current:
-        if address in published:
-            out[published[address]] = address
+        index = published.get(address)
+        if index is not None and index not in out and address not in placed:
+            out[index] = address
+            placed.add(address)
     free = 0
     for address in current:
-        if address in published:
+        if address in placed:
             continue
         if len(out) >= limit:
             LOG.warning("more than %d addresses of one family on an interface: %s and "
@@ -258,52 +324,70 @@ def assign_indices(current: List[str], published: Dict[str, int],
     return out
 
 
-def addresses_by_interface(raw: Dict[str, list]) -> Dict[str, List[Tuple[str, str]]]:
-    """psutil.net_if_addrs() (or netlink.interface_addresses(), same shape) ->
-    interface -> [(family key, canonical address)], labels folded into their
-    interface, MAC (AF_PACKET) entries dropped."""
-    out: Dict[str, List[Tuple[str, str]]] = {}
-    for name, entries in raw.items():
-        found = out.setdefault(base_name(name), [])
-        for entry in entries:
-            for key, family in FAMILIES:
-                if entry.family == family:
-                    address = canonical(family, entry.address)
-                    if address is not None:
-                        found.append((key, address))
+def interface_index(root: Root, name: str) -> Optional[int]:
+    """The interface's index: ``/sys/class/net/<if>/ifindex``; where the tree has no
+    such file (a hand-made guest tree), the kernel's for that name (``if_nametoindex``:
+    an ioctl, no netlink); None if neither knows it."""
+    text = root.read_line("%s/%s/ifindex" % (SYS_NET, name))
+    if text is not None:
+        return int(text) if _is_decimal(text) else None
+    try:
+        return if_nametoindex(name) or None
+    except (OSError, ValueError):
+        return None
+
+
+def by_index(entries: Iterable[IfAddr]) -> Dict[int, List[IfAddr]]:
+    """Interface index -> its entries, in the kernel's order."""
+    out: Dict[int, List[IfAddr]] = {}
+    for entry in entries:
+        out.setdefault(entry.index, []).append(entry)
     return out
 
 
-def read_addresses() -> Dict[str, list]:
-    """Name -> entries with ``family`` and ``address``, as ``psutil.net_if_addrs()``
-    gives them: from one rtnetlink dump (no psutil import: 25-45 ms of CPU), or through
-    psutil when rtnetlink is refused here (seccomp, ``RestrictAddressFamilies=``)."""
+def gather(root: Root, targets: Dict[str, Target],
+           entries: Dict[int, List[IfAddr]]) -> Dict[Target, Addresses]:
+    """Each target's addresses: its interface's own, then each stacked device's."""
+    current: Dict[Target, Addresses] = {}
+    for name in sorted(targets):
+        addrs = current.setdefault(targets[name], Addresses())
+        for position, dev in enumerate([name] + stacked(root, name)):
+            index = interface_index(root, dev)
+            for entry in entries.get(index, ()) if index is not None else ():
+                addrs.add(entry, position)
+    return current
+
+
+def read_addresses(root: Root, names: List[str]) -> List[IfAddr]:
+    """Every interface's addresses: from one rtnetlink dump, or, where rtnetlink is
+    refused (seccomp, ``RestrictAddressFamilies=``), from /proc/net/if_inet6 and the
+    SIOCGIFCONF ioctl (:mod:`..ifconf`, which knows less: see there). Neither imports
+    psutil (25-45 ms of CPU)."""
     from .. import netlink
     try:
         return netlink.interface_addresses()
     except OSError as err:
-        LOG.info("network: rtnetlink unavailable (%s), reading addresses with psutil", err)
-    import psutil  # lazily: the fallback only
-    return psutil.net_if_addrs()
+        LOG.info("network: rtnetlink unavailable (%s), reading /proc/net/if_inet6 and "
+                 "SIOCGIFCONF", err)
+    from .. import ifconf
+    known: Dict[str, int] = {}
+    for name in names:
+        index = interface_index(root, name)
+        if index is not None:
+            known[name] = index
+    return ifconf.interface_addresses(root, known)
 
 
 # -- the section -----------------------------------------------------------------------
 
 def collect(ctx: Context) -> Collected:
-    """Addresses of every VIF and SR-IOV VF, with stable indices."""
+    """Addresses of every VIF and SR-IOV VF, the primary at index 0, others stable."""
     root = ctx.root
     names = root.listdir(SYS_NET)
     targets = find_targets(root, names, vf_ids_by_mac(ctx.xenstore) if names else {})
     if not targets:
         return Collected()
-    by_interface = addresses_by_interface(read_addresses())
-
-    current: Dict[Target, Addresses] = {}
-    for name in sorted(targets):
-        addrs = current.setdefault(targets[name], Addresses())
-        for dev in [name] + stacked(root, name):
-            for family, address in by_interface.get(dev, ()):
-                addrs.add(family, address)
+    current = gather(root, targets, by_index(read_addresses(root, names)))
 
     values: Dict[str, str] = {}
     for target, addrs in current.items():
@@ -312,8 +396,9 @@ def collect(ctx: Context) -> Collected:
             if not wanted:
                 continue
             path = "%s/%s" % (target.path, family)
-            for index, address in assign_indices(wanted, published_indices(
-                    ctx.xenstore, path)).items():
+            assigned = assign_indices(wanted, published_indices(ctx.xenstore, path),
+                                      addrs.primary.get(family))
+            for index, address in assigned.items():
                 values["%s/%d" % (path, index)] = address
     LOG.debug("network: %d interfaces, %d targets, %d keys", len(names), len(current),
               len(values))

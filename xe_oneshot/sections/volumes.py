@@ -35,28 +35,43 @@ Which block devices are volumes (decisions where the design is silent):
   for all PVs (through ``sh``, imported only then). No pvs, a failing or hanging one:
   the PVs are still volumes, without ``mount_points``/``filesystem``/``free``, and one
   warning is logged; the section does not fail.
-* Mounts are matched by device number; btrfs (an anonymous 0:NN in mountinfo) by the
-  mount's source. At most MAX_MOUNT_POINTS mount points per volume (XenStore quota, see
-  there). A mount point longer than XenStore takes is the publisher's to cut.
+* Mounts are matched only by what the kernel says is on the device, never by the
+  mount's source string (any user picks it for FUSE: ``sshfs -o fsname=/dev/xvda1``):
+  the mount's device number (mountinfo ``major:minor``). btrfs shows an anonymous 0:NN
+  there instead: a mount of type ``btrfs`` (a type no FUSE mount can have) is matched to
+  the devices that ``/sys/fs/btrfs/<fsid>/devices/`` lists for the fsid the kernel
+  reports for that mount (``BTRFS_IOC_FS_INFO``); every member gets its mount points,
+  only the first gets ``free`` (the pool's space counted once). Other anonymous-device
+  filesystems (FUSE, NFS, tmpfs, ZFS datasets) are not volumes. At most
+  MAX_MOUNT_POINTS mount points per volume (XenStore quota, see there). A mount point
+  longer than XenStore takes is the publisher's to cut.
 * ``free`` comes from the first mount point of the device that is not hidden by a later
   mount on the same path and that statvfs can reach; if there is none, ``free`` is
-  omitted (statvfs failures: one warning for all) — never a wrong figure. Only the
-  guest's own block-device mounts are statvfs'd: a dead NFS server cannot hang the run.
+  omitted (statvfs failures: one warning for all) — never a wrong figure. Only mounts
+  on the guest's own block devices are statvfs'd, and each call into a mounted
+  filesystem (statvfs, the btrfs fsid) is bounded by PROBE_TIMEOUT: a hung FUSE or
+  block device costs at most that, then ``free`` is omitted (see :func:`bounded`). On
+  the real root (not ``--root``), the mount point is opened with O_PATH and its
+  ``mnt_id`` (``/proc/self/fdinfo``) checked against the matched mount before fstatvfs:
+  a mount made over it since mountinfo was read is not asked.
 
 Numbering (``<n>``) is stable while the devices are: disks in natural order (xvda ...
 xvdz, xvdaa; nvme2n1 before nvme10n1), then each disk's partitions in numeric order.
 A removed device shifts those after it; the publisher removes the stale tail.
 
 With ``--root DIR`` every guest file is read under DIR, and ``free`` is the statvfs of
-``DIR/<mount point>``. ``pvs`` cannot honour a root: it always reports the real
-system's PVs (matched to volumes by device number, then by name).
+``DIR/<mount point>`` (no mnt_id check: the ids in a copied mountinfo are not ours).
+``pvs`` cannot honour a root: it always reports the real system's PVs (matched to
+volumes by device number, then by name).
 
 Cost on a guest without LVM: a few small sysfs / udev files per device, one read of
-mountinfo and /proc/swaps, one statvfs per mounted volume; no process, no psutil, no sh.
+mountinfo and /proc/swaps, one bounded statvfs per mounted volume (a thread each,
+~0.2 ms); no process, no psutil, no sh.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from . import Collected, SectionError
@@ -98,6 +113,15 @@ MAX_MOUNT_POINTS = 16
 PVS_ARGS = ("--noheadings", "--units", "b", "-o", "pv_name,pv_free,pv_fmt")
 #: pvs waits on LVM's locks: do not let a long lvconvert hold the whole run.
 PVS_TIMEOUT = 10
+
+#: Seconds one call into a mounted filesystem (statvfs, the btrfs fsid ioctl) may take
+#: before its answer is given up: a FUSE server that never answers, a dead disk.
+PROBE_TIMEOUT = 2.0
+
+#: ``BTRFS_IOC_FS_INFO`` = _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args): 1024 bytes,
+#: the fsid at offset 16 (linux/btrfs.h). Any user may ask it; only btrfs answers it.
+BTRFS_IOC_FS_INFO = (2 << 30) | (1024 << 16) | (0x94 << 8) | 31
+BTRFS_SYSFS = "/sys/fs/btrfs"
 
 #: Sorts a partition whose number cannot be told after the others.
 UNKNOWN_PARTNO = 1 << 32
@@ -374,24 +398,53 @@ def xen_extent(root: Root, xenstore: Optional[XenStoreReader], disk: str) -> str
 def run_pvs() -> Optional[str]:
     """The output of one ``pvs`` run, or None (one warning) when LVM cannot tell us.
 
-    Works with sh 1.14 (a RunningCommand, str() is its stdout) and sh 2.x (a str).
+    pvs runs in a session (and process group) of its own; when it overruns PVS_TIMEOUT
+    the whole group is killed, so that nothing it started lives on (sh's own
+    ``_timeout`` kills the one process, and waits for the children that still hold
+    its stdout). Works with sh 1.14 (a RunningCommand, str() is its stdout) and sh 2.x.
     """
-    import sh  # ~90 ms: only on guests that have a PV
+    import signal
+    import threading
+
+    try:
+        import sh  # ~90 ms: only on guests that have a PV
+    except ImportError:  # only Recommended by the RPM (EPEL on RHEL)
+        LOG.warning("the Python module sh is not installed (python3-sh): LVM physical "
+                    "volumes published without usage")
+        return None
     env = dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1")
+    timed_out = []
+
+    def kill_group(pgid: int) -> None:
+        timed_out.append(pgid)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass                     # already gone
+
     try:
         pvs = sh.Command("pvs")
-        out = pvs(*PVS_ARGS, _env=env, _tty_out=False, _timeout=PVS_TIMEOUT)
+        out = pvs(*PVS_ARGS, _env=env, _tty_out=False, _bg=True, _bg_exc=False,
+                  _new_session=True)
+        timer = threading.Timer(PVS_TIMEOUT, kill_group, (out.pid,))
+        timer.daemon = True
+        timer.start()
+        try:
+            out.wait()
+        finally:
+            timer.cancel()
     except sh.CommandNotFound:
         LOG.warning("pvs not found (lvm2 not installed?): LVM physical volumes "
                     "published without usage")
         return None
     except sh.ErrorReturnCode as err:
+        if timed_out:
+            LOG.warning("pvs did not answer within %d s: LVM usage not published",
+                        PVS_TIMEOUT)
+            return None
         lines = (err.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         LOG.warning("pvs failed (exit %s): %s", getattr(err, "exit_code", "?"),
                     lines[-1].strip() if lines else "no message")
-        return None
-    except sh.TimeoutException:
-        LOG.warning("pvs did not answer within %d s: LVM usage not published", PVS_TIMEOUT)
         return None
     except OSError as err:
         LOG.warning("pvs could not run: %s", err)
@@ -426,33 +479,173 @@ def match_pvs(pvs: List[PhysicalVolume], volumes: List[BlockDevice],
     return found
 
 
-def match_mounts(root: Root, mounts: List[mountinfo.Mount],
-                 devices: List[BlockDevice]) -> Dict[str, List[mountinfo.Mount]]:
-    """Device name -> its mounts in mount order.
+def bounded(fn: Callable, args: tuple, timeout: float) -> Tuple[bool, object]:
+    """``fn(*args)`` in a thread of its own, waited for at most ``timeout`` seconds:
+    ``(True, result or the exception it raised)``, or ``(False, None)`` if it did not
+    return in time.
 
-    By device number; for a mount on an anonymous device (major 0: btrfs shows its own
-    0:NN, not the partition) by its source ``/dev/...`` path.
+    The thread of a call that timed out is left behind, blocked in the kernel: it
+    keeps nothing locked of ours, and process exit does not wait for it (a FUSE or NFS
+    wait is killable). A bare ``_thread`` (built in, nothing to import) rather than a
+    forked child: measured ~0.2 ms a call, a fork + wait ~7 ms.
     """
-    by_devno = {d.devno: d.name for d in devices}
-    names = {d.name for d in devices}
-    resolved: Dict[str, Optional[str]] = {}
-    found: Dict[str, List[mountinfo.Mount]] = {}
-    for m in mounts:
-        name = by_devno.get(m.devno)
-        if name is None and m.major == 0 and m.source.startswith("/dev/"):
-            if m.source not in resolved:
-                base = os.path.basename(m.source)
-                if base not in names:
-                    base = os.path.basename(os.path.realpath(root.path(m.source)))
-                resolved[m.source] = base if base in names else None
-            name = resolved[m.source]
-        if name is not None:
-            found.setdefault(name, []).append(m)
+    import _thread
+    done = _thread.allocate_lock()
+    done.acquire()
+    box: List[object] = []
+
+    def run() -> None:
+        try:
+            box.append(fn(*args))
+        except Exception as err:   # noqa: BLE001 - handed to the caller
+            box.append(err)
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())
+    if not done.acquire(timeout=timeout):
+        return False, None
+    return True, box[0]
+
+
+def _mnt_id(fd: int) -> Optional[int]:
+    """The kernel's id of the mount an open fd is on (Linux 3.15+), else None."""
+    with open("/proc/self/fdinfo/%d" % fd, "rb") as f:
+        for line in f.read(4096).splitlines():
+            if line.startswith(b"mnt_id:"):
+                return parse_number(line[7:].decode("ascii", "replace"))
+    return None
+
+
+def _open_mount(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[int]:
+    """An O_PATH fd of ``m``'s mount point (no call into the filesystem), or None if
+    ``check_id`` and the kernel says that path is now on another mount."""
+    fd = os.open(root.path(m.mount_point), os.O_PATH | os.O_CLOEXEC)
+    if check_id and m.mount_id:
+        found = _mnt_id(fd)
+        if found is not None and found != m.mount_id:
+            os.close(fd)
+            return None
+    return fd
+
+
+def statvfs_free(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[int]:
+    """Bytes available to users on mount ``m`` (f_bavail x f_frsize), None if its mount
+    point is now covered by another mount. Raises OSError. Run it through :func:`bounded`."""
+    fd = _open_mount(root, m, check_id)
+    if fd is None:
+        return None
+    try:
+        try:
+            st = os.fstatvfs(fd)
+        except OSError as err:        # fstatfs of an O_PATH fd needs Linux 3.12
+            if err.errno != errno.EBADF:
+                raise
+            st = os.statvfs(root.path(m.mount_point))
+    finally:
+        os.close(fd)
+    return st.f_bavail * st.f_frsize
+
+
+def btrfs_fsid(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[str]:
+    """The fsid (``0c6e7a5e-...``) the kernel reports for btrfs mount ``m``, or None.
+    Raises OSError. Run it through :func:`bounded`."""
+    fd = _open_mount(root, m, check_id)
+    if fd is None:
+        return None
+    try:
+        # ioctl needs a real open; reopening the O_PATH fd keeps the mount we checked.
+        real = os.open("/proc/self/fd/%d" % fd, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+    try:
+        import fcntl
+        buf = bytearray(1024)
+        fcntl.ioctl(real, BTRFS_IOC_FS_INFO, buf, True)
+    except OSError:
+        return None                   # not btrfs after all (ENOTTY)
+    finally:
+        os.close(real)
+    hexa = bytes(buf[16:32]).hex()
+    return "-".join((hexa[:8], hexa[8:12], hexa[12:16], hexa[16:20], hexa[20:]))
+
+
+class Prober:
+    """Calls into the guest's mounted filesystems, each bounded by PROBE_TIMEOUT; the
+    mount points that could not be asked are collected for one warning."""
+
+    def __init__(self, root: Root) -> None:
+        self.root = root
+        self.check_id = root.base in ("", "/")
+        self.failures: List[str] = []
+
+    def call(self, fn: Callable, m: mountinfo.Mount) -> Tuple[str, object]:
+        """``("ok", answer)``; ``("failed", None)`` after an OSError or ``("hung",
+        None)`` after a timeout (both recorded)."""
+        done, answer = bounded(fn, (self.root, m, self.check_id), PROBE_TIMEOUT)
+        if not done:
+            self.failures.append("%s (no answer within %g s)" % (m.mount_point[:200],
+                                                                 PROBE_TIMEOUT))
+            return "hung", None
+        if isinstance(answer, OSError):
+            self.failures.append("%s (%s)" % (m.mount_point[:200],
+                                              os.strerror(answer.errno or 0)))
+            return "failed", None
+        if isinstance(answer, Exception):
+            raise answer
+        return "ok", answer
+
+
+def btrfs_devices(root: Root) -> Dict[str, List[str]]:
+    """fsid -> kernel names of its devices, from ``/sys/fs/btrfs/<fsid>/devices/`` (one
+    link per member, named after it: ``xvdb1``). Only mounted btrfs filesystems show."""
+    found = {}
+    for fsid in root.listdir(BTRFS_SYSFS):
+        if len(fsid) == 36 and fsid.count("-") == 4:
+            found[fsid] = root.listdir("%s/%s/devices" % (BTRFS_SYSFS, fsid))
     return found
 
 
-def mount_usage(root: Root, own: List[mountinfo.Mount], visible: Dict[str, mountinfo.Mount],
-                failures: List[str]) -> Usage:
+def match_mounts(root: Root, mounts: List[mountinfo.Mount], devices: List[BlockDevice],
+                 visible: Dict[str, mountinfo.Mount], prober: Prober
+                 ) -> Tuple[Dict[str, List[mountinfo.Mount]], Dict[str, str]]:
+    """Device name -> its mounts in mount order, and device name -> the btrfs member it
+    shares its filesystem with and that comes first (for all but that first one).
+
+    By device number only; a btrfs mount (anonymous 0:NN) by the fsid the kernel
+    reports for it and the devices sysfs lists for that fsid. Never by the source.
+    """
+    by_devno = {d.devno: d.name for d in devices}
+    order = {d.name: k for k, d in enumerate(devices)}
+    found: Dict[str, List[mountinfo.Mount]] = {}
+    btrfs: Dict[Tuple[int, int], List[mountinfo.Mount]] = {}
+    for m in mounts:
+        name = by_devno.get(m.devno)
+        if name is not None:
+            found.setdefault(name, []).append(m)
+        elif m.major == 0 and m.fstype == "btrfs":
+            btrfs.setdefault(m.devno, []).append(m)
+    shared: Dict[str, str] = {}
+    if btrfs:
+        members = btrfs_devices(root)
+        for same_fs in btrfs.values():          # one superblock: one fsid for all
+            fsid = None
+            for m in same_fs:
+                if visible.get(m.mount_point) is m:
+                    state, fsid = prober.call(btrfs_fsid, m)
+                    if fsid is not None or state == "hung":
+                        break        # else covered since, or unreadable: the next one
+            names = sorted((n for n in members.get(fsid or "", ()) if n in order),
+                           key=order.__getitem__)
+            for name in names:
+                found.setdefault(name, []).extend(same_fs)
+                if name != names[0]:
+                    shared[name] = names[0]
+    return found, shared
+
+
+def mount_usage(own: List[mountinfo.Mount], visible: Dict[str, mountinfo.Mount],
+                prober: Prober, with_free: bool = True) -> Usage:
     """Mount points, type and free bytes of one mounted device."""
     points: List[str] = []
     for m in own:
@@ -464,19 +657,16 @@ def mount_usage(root: Root, own: List[mountinfo.Mount], visible: Dict[str, mount
             break
         points.append(m.mount_point)
     free = None
-    errors = []
-    for m in own:
+    failed = len(prober.failures)
+    for m in own if with_free else ():
         if visible.get(m.mount_point) is not m:
             continue                 # something else is mounted over it
-        try:
-            st = os.statvfs(root.path(m.mount_point))
-        except OSError as err:       # e.g. a bind mount we may not enter: try the next
-            errors.append("%s (%s)" % (m.mount_point[:200], os.strerror(err.errno or 0)))
-            continue
-        free = st.f_bavail * st.f_frsize
-        break
-    if free is None:
-        failures.extend(errors)
+        state, free = prober.call(statvfs_free, m)
+        if free is not None or state == "hung":
+            break                    # a hung filesystem would hang at its next mount too
+        # else e.g. a bind mount we may not enter: try the next
+    if free is not None:
+        del prober.failures[failed:]
     return Usage(points, own[0].fstype, free)
 
 
@@ -521,8 +711,9 @@ def collect(ctx: Context) -> Collected:
     for dev in candidates:
         dev.props = udevdb.read_block(root, *dev.devno)
 
-    mounted = match_mounts(root, mounts, candidates)
     visible = {m.mount_point: m for m in mounts}      # the last mount on a path wins
+    prober = Prober(root)
+    mounted, shared = match_mounts(root, mounts, candidates, visible, prober)
     swap_by_devno = active_swaps(root, candidates)
 
     volumes = [d for d in candidates
@@ -534,7 +725,6 @@ def collect(ctx: Context) -> Collected:
         if out is not None:
             pvs = match_pvs(parse_pvs(out), volumes)
 
-    failures: List[str] = []
     extents: Dict[str, str] = {}
     partuuids: Optional[Dict[str, str]] = None
     result = Collected()
@@ -556,7 +746,8 @@ def collect(ctx: Context) -> Collected:
 
         usage = None
         if vol.name in mounted:
-            usage = mount_usage(root, mounted[vol.name], visible, failures)
+            usage = mount_usage(mounted[vol.name], visible, prober,
+                                with_free=vol.name not in shared)
         elif vol.name in pvs:
             pv = pvs[vol.name]
             usage = Usage([LVM_MOUNT_POINT], pv.fmt, pv.free)
@@ -571,7 +762,7 @@ def collect(ctx: Context) -> Collected:
                 result.values[base + "/free"] = str(usage.free)
                 result.tolerance[base + "/free"] = vol.size // 100
         LOG.debug("volume %d: %s %s", n, name, usage)
-    if failures:
-        LOG.warning("free space not published for: %s", ", ".join(failures))
+    if prober.failures:
+        LOG.warning("free space not published for: %s", ", ".join(prober.failures))
     return result
 

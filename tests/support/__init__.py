@@ -1,0 +1,1 @@
+"""Support code for the tests (harnesses and oracles), imported by test modules."""
