@@ -246,10 +246,18 @@ def collector(root: Path, state: Path, *args: str, netns: Optional[str] = None) 
     return cmd
 
 
+def default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal gives it. A suite run as a
+    background job (`make test &`) passes SIGINT on ignored, and the collector keeps an
+    inherited SIG_IGN (as Python does), so a test that sends SIGINT must undo that."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def popen(daemon_env: Dict[str, str], cmd: List[str]) -> subprocess.Popen:
     env = dict(daemon_env, PYTHONPATH=str(CHECKOUT))
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
 
 
 # -- fixtures shared by the reliability tests (a plugin: tests/conftest.py) ------------

@@ -195,6 +195,45 @@ def test_state_dir_created_private_and_values_persist(tmp_path):
         assert state.pending(["memory"], 101.0) == ["memory"]
 
 
+def test_state_of_another_boot_is_absent_and_replaced(tmp_path):
+    d = tmp_path / "state"
+    with RunState(str(d), boot="boot-1") as state:
+        state.set("domid", "abc")
+        state.mark_started(["memory"], 1e6)
+        state.save()
+    with RunState(str(d), boot="boot-1") as state:     # the same boot: kept
+        assert state.get("domid") == "abc" and state.pending(["memory"], 10.0) == []
+    with RunState(str(d), boot="boot-2") as state:     # rebooted: none of it
+        assert state.get("domid") is None and state.pending(["memory"], 10.0) == ["memory"]
+        state.mark_started(["network"], 5.0)
+        state.save()
+    names = sorted(os.listxattr(d / "state"))
+    assert names == ["user.xe-oneshot.boot", "user.xe-oneshot.started.network"], names
+    with RunState(str(d)) as state:                    # no boot_id known: not boot-2's
+        assert state.items("") == {}
+
+
+def test_state_save_failure_leaves_the_old_state_and_no_temp_file(tmp_path, monkeypatch):
+    d = tmp_path / "state"
+    with RunState(str(d)) as state:
+        state.set("domid", "old")
+        state.save()
+    with RunState(str(d)) as state:
+        state.get("domid")
+        state._xattrs = None                  # as where xattrs are refused: the file
+        state.set("domid", "new")
+
+        def full(fd, data):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(os, "write", full)
+        with pytest.raises(OSError):
+            state.save()
+        monkeypatch.undo()
+    assert sorted(os.listdir(d)) == ["lock", "state"]
+    with RunState(str(d)) as state:
+        assert state.get("domid") == "old"
+
+
 def test_state_dir_symlink_is_refused(tmp_path):
     target = tmp_path / "elsewhere"
     target.mkdir(mode=0o700)

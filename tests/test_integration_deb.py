@@ -1,6 +1,6 @@
 """`make deb`: lintian, then a real `dpkg --root` install, removal and purge in a
 throwaway root: an overlay of this (Debian) system in a private mount namespace, so
-dpkg resolves Depends against Debian's own python3, python3-psutil, python3-sh and
+dpkg resolves Depends against Debian's own python3, python3-sh and
 python3-xattr, runs the maintainer scripts chrooted there (deb-systemd-helper for real,
 systemctl and udevadm as recording stubs), and the installed `xe-oneshot` publishes
 into the real test daemon with Debian's interpreter and modules (the Debian pins)."""
@@ -18,7 +18,7 @@ import pytest
 from tests.integration_support import CHECKOUT, make, need
 
 UNITS = ("xe-oneshot.service", "xe-oneshot-ephemeral.timer")
-PINS = {"psutil": "python3-psutil", "sh": "python3-sh", "xattr": "python3-xattr"}
+PINS = {"sh": "python3-sh", "xattr": "python3-xattr"}
 
 
 def source_version() -> str:
@@ -46,7 +46,7 @@ def test_control_fields(deb):
     cfg = configparser.ConfigParser()
     cfg.read(CHECKOUT / "setup.cfg")
     floor = re.fullmatch(r">=\s*(\d+\.\d+)", cfg.get("options", "python_requires")).group(1)
-    assert "Depends: python3 (>= %s), python3-psutil, python3-sh, python3-xattr\n" % floor \
+    assert "Depends: python3 (>= %s), python3-sh, python3-xattr\n" % floor \
         in fields
     # coexists with Debian's xenstore-utils (xen-utils-common depends on it)
     relations = [line for line in fields.splitlines()
@@ -199,8 +199,8 @@ in_root /usr/share/python3/runtime.d/xe-oneshot.rtupdate rtupdate > "$W/out/rtup
 echo $? > "$W/out/rtupdate.rc"
 ls "$R/usr/lib/xe-oneshot/xe_oneshot/__pycache__" > "$W/out/rtupdate.pyc" 2>&1
 in_root /usr/bin/python3 -I -c '
-import importlib.metadata as m, psutil, sh, xattr
-for mod in (psutil, sh, xattr):
+import importlib.metadata as m, sh, xattr
+for mod in (sh, xattr):
     print(mod.__name__, m.version(mod.__name__), mod.__file__)' > "$W/out/pins" 2>&1
 in_root env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin XENSTORED_PATH={sock} \\
     /usr/bin/xe-oneshot --section all > "$W/out/run.log" 2>&1; echo $? > "$W/out/run.rc"

@@ -98,7 +98,7 @@ def test_launchers_are_the_entry_points_of_setup_cfg(staged):
     for name, target in entries:
         text = (staged / "usr/bin" / name.strip()).read_text()
         module, func = target.strip().split(":")
-        assert text.startswith("#!%s -I\n" % DEBIAN_PYTHON)
+        assert text.startswith("#!%s -IS\n" % DEBIAN_PYTHON)      # -S: site.main() inside
         assert "from %s import %s" % (module, func) in text
         assert "sys.exit(%s())" % func in text
 

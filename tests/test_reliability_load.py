@@ -143,11 +143,12 @@ def _waiting_on_lock(pid):
                    for fields in (line.split() for line in f))
 
 
-@pytest.mark.parametrize("death", ["killed", "failed"])
+@pytest.mark.parametrize("death", ["killed", "failed", "section-failed"])
 def test_an_invocation_waiting_behind_a_run_that_died_is_not_skipped(
         daemon, proxy, guest, state, published, death):
     """B is requested; A takes the lock after that, starts, and dies (SIGKILL at its
-    commit, or fails: endless EAGAIN). B must still run: nothing A did was published."""
+    commit, or fails: endless EAGAIN), or its memory section fails (a garbled
+    /proc/meminfo while A reads it). B must still run: A published nothing of memory."""
     lock = os.open(str(state / "lock"), os.O_RDWR)
     fcntl.flock(lock, fcntl.LOCK_EX)                 # hold every run back
     try:
@@ -156,7 +157,11 @@ def test_an_invocation_waiting_behind_a_run_that_died_is_not_skipped(
         b.send_signal(signal.SIGSTOP)               # so that A gets the lock first
         rule = Rule(op="commit", action="swallow" if death == "killed" else "error",
                     error="EAGAIN")
-        proxy.rules.append(rule)
+        if death == "section-failed":
+            good = (guest.root / "proc/meminfo").read_text()
+            (guest.root / "proc/meminfo").write_text("MemTotal: garbled\n")
+        else:
+            proxy.rules.append(rule)
         a = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", "memory"))
         wait_for(lambda: _waiting_on_lock(a.pid), what="A to wait on the lock")
     finally:
@@ -166,11 +171,14 @@ def test_an_invocation_waiting_behind_a_run_that_died_is_not_skipped(
         wait_for(lambda: rule.fired == 1, what="A to reach its commit")
         a.send_signal(signal.SIGKILL)
     _, a_err = a.communicate(timeout=60)
-    assert a.returncode == (-signal.SIGKILL if death == "killed" else 4), a_err
+    assert a.returncode == {"killed": -signal.SIGKILL, "failed": 4,
+                            "section-failed": 1}[death], a_err
     assert daemon.read(HOME + "/data/meminfo_free") == "1500000"    # A published nothing
+    if death == "section-failed":
+        (guest.root / "proc/meminfo").write_text(good)
     b.send_signal(signal.SIGCONT)
     _, b_err = b.communicate(timeout=60)
-    assert b.returncode == 0 and "Traceback" not in b_err, b_err
+    assert b.returncode == 0 and "Traceback" not in b_err and "skipped" not in b_err, b_err
     assert daemon.read(HOME + "/data/meminfo_free") == "900000"
 
 

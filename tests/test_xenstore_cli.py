@@ -207,6 +207,54 @@ def test_chmod(xenstored):
     assert res.returncode == 2 and b"invalid permission" in res.stderr
 
 
+@pytest.mark.parametrize("mode", ["r\u00b2", "r\u0663", "r" + "9" * 5000, "r32752",
+                                  "b" + "0" * 3000 + "1x", "r-1", "r 1"],
+                         ids=["superscript", "arabic-indic", "5000-digits", "reserved",
+                              "zeros-then-junk", "negative", "space"])
+def test_chmod_hostile_domid_is_a_usage_error_in_one_line(xenstored, mode):
+    ours(xenstored, "write", "/t/perm2", "1")
+    res = ours(xenstored, "chmod", "/t/perm2", "n0", mode)
+    assert res.returncode == 2, res.stderr
+    assert b"Traceback" not in res.stderr
+    first = res.stderr.decode().splitlines()[0]
+    assert " chmod: invalid permission " in first and len(first) < 200
+    with Client.open(env=xenstored.env()) as xs:
+        assert xs.get_perms("/t/perm2") == ["n0"]
+
+
+#: A legal path a guest can build under its own home: ~1000 levels (2 KiB).
+DEEP = "/t/deep" + "/a" * 1000
+
+
+@pytest.fixture(scope="module")
+def deep(xenstored):
+    with Client.open(env=xenstored.env()) as xs:
+        xs.write(DEEP, "bottom")
+    return DEEP
+
+
+@pytest.mark.parametrize("args", [("ls", "/t/deep"), ("ls", "-f", "/t/deep"),
+                                  ("ls", "-p", "/t/deep")], ids=" ".join)
+def test_ls_of_a_thousand_levels_deep_tree_equals_c(xenstored, deep, args):
+    mine, _c = same_as_c(xenstored, *args)
+    assert mine.returncode == 0 and b"Traceback" not in mine.stderr
+    lines = mine.stdout.splitlines()
+    assert len(lines) == 1000 and b' = "bottom' in lines[-1]
+
+
+def test_chmod_recursive_on_a_thousand_levels_deep_tree(xenstored, deep):
+    res = ours(xenstored, "chmod", "-r", "/t/deep", "n0", "r9")
+    assert (res.returncode, res.stderr) == (0, b"")
+    with Client.open(env=xenstored.env()) as xs:
+        assert xs.get_perms(DEEP) == ["n0", "r9"]
+        assert xs.get_perms(DEEP.rsplit("/", 500)[0]) == ["n0", "r9"]
+    res = ours(xenstored, "chmod", "-u", DEEP, "n0", "r8")
+    assert (res.returncode, res.stderr) == (0, b"")
+    with Client.open(env=xenstored.env()) as xs:
+        assert xs.get_perms("/t/deep") == ["n0", "r8"] == xs.get_perms("/t")
+        assert xs.get_perms("/") == ["n0"]
+
+
 def test_watch_prints_event_paths(xenstored):
     ours(xenstored, "write", "/t/watch/a", "0")
     proc = subprocess.Popen([sys.executable, "-m", "xe_oneshot.xenstore_cli", "watch",

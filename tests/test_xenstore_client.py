@@ -111,6 +111,29 @@ def test_perms_round_trip(xs, xenstored, base):
         xs.set_perms(base + "/p", ["x5"])
 
 
+HOSTILE_PERMS = ["r\u00b2", "r\u0663", "r\uff11", "r" + "9" * 5000, "r32752", "b65535",
+                 "r-1", "r+1", "r 1", "r1 ", "r0x10", "r1\0", "", "r", 5, None]
+
+
+@pytest.mark.parametrize("perm", HOSTILE_PERMS, ids=range(len(HOSTILE_PERMS)))
+def test_set_perms_hostile_domid_is_the_libraries_argument_error(pxs, proxy, base, perm):
+    """A domid that is not ASCII decimal (``isdigit`` is true of superscripts and other
+    scripts' digits), huge, or at or past Xen's reserved ids (0x7FF0): InvalidArgument
+    (a ValueError), never UnicodeEncodeError or int()'s own ValueError; nothing sent."""
+    with pytest.raises(InvalidArgument) as err:
+        pxs.set_perms(base + "/p", ["n0", perm])
+    assert err.type is InvalidArgument and err.value.errno == errno.EINVAL
+    assert len(str(err.value)) < 200
+    assert sum(proxy.counts.values()) == 0
+    assert pxs.read("/") == b""   # still usable
+
+
+def test_set_perms_highest_domid_and_leading_zeros(xs, base):
+    xs.write(base + "/p", "v")
+    xs.set_perms(base + "/p", ["n0", "r32751", "w007"])
+    assert xs.get_perms(base + "/p") == ["n0", "r32751", "w7"]
+
+
 def test_get_domain_path(xs):
     assert xs.get_domain_path(7) == "/local/domain/7"
 

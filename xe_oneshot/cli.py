@@ -6,6 +6,7 @@ this process starts on every udev and network event.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 from . import __version__, log
@@ -24,9 +25,16 @@ EXIT_USAGE = 2              # bad command line
 EXIT_NO_XENSTORE = 3        # no XenStore here: not running as a Xen guest
 EXIT_FAILED = 4             # XenStore refused the run or the state dir is unusable:
                             # nothing of this run is published
+EXIT_OUTPUT = 5             # the output of --print / --dry-run could not be written
+EXIT_PIPE = 141             # ... because its reader left (128 + SIGPIPE, as a shell
+                            # reports a writer killed by SIGPIPE); nothing is said
 
-USAGE = "usage: xe-oneshot [--section NAME]... [--root DIR] [--state-dir DIR] " \
-        "[--dry-run | --print] [--format text|json] [--no-balloon] [-v]"
+#: Errors that mean "no room for the state": the run goes on without it.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+USAGE = "usage: xe-oneshot [--section NAME]... [--root DIR] [--state-dir DIR]\n" \
+        "                  [--dry-run | --print] [--format text|json] [--no-balloon]\n" \
+        "                  [--threshold PCT] [--max-age SECONDS] [-v] [--version]"
 
 HELP = USAGE + """
 
@@ -42,7 +50,8 @@ options:
                        /var/cache) under DIR instead of /
   --state-dir DIR      lock and run state (default /run/xe-oneshot)
   --dry-run            collect and print the changes it would make; write nothing
-  --print              print the collected keys; XenStore is not needed
+  --print              print the keys a run would publish (escaped as xenstore-ls
+                       does); neither XenStore nor the state dir is needed
   --format text|json   output of --print (json implies --print)
   --no-balloon         do not offer ballooning (control/feature-balloon removed)
   --threshold PCT      publish free memory / free space when it moved by at least PCT
@@ -54,17 +63,27 @@ options:
   -h, --help           this help
 
 exit status:
-  0  published (or nothing to change)
+  0  published (or nothing to change; a warning says if the state could not be saved)
   1  a section failed; the other sections were published
   2  usage error
-  3  no XenStore: not running as a Xen guest
+  3  no XenStore: not running as a Xen guest (nothing is touched)
   4  XenStore refused the run, or the state dir is unusable: nothing published
      (unless a change too large for one transaction was cut, as the message says)
+  5  the output of --print / --dry-run could not be written (141: its reader left)
 """
 
 
 class UsageError(Exception):
     """A bad command line (message is one line)."""
+
+
+class OutputError(Exception):
+    """stdout could not be written (``err``: the OSError). Not an OSError itself, so
+    that it is never taken for a XenStore or state failure."""
+
+    def __init__(self, err: OSError):
+        super().__init__(str(err))
+        self.err = err
 
 
 @record
@@ -124,6 +143,8 @@ def parse_args(argv: List[str]) -> Options:
 
 def _set_value(opts: Options, attr: str, name: str, value: str) -> None:
     if attr == "section":
+        if not any(part.strip() for part in value.split(",")):
+            raise UsageError("%s needs a section name, not %r" % (name, value))
         opts.sections.append(value)
     elif attr == "output":
         if value not in ("text", "json"):
@@ -149,31 +170,84 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Run once; returns the exit status (see HELP)."""
     log.utf8_stdout()
     try:
-        opts = parse_args(sys.argv[1:] if argv is None else argv)
-        sections = expand(opts.sections or ["all"])
-    except (UsageError, ValueError) as err:
-        sys.stderr.write("xe-oneshot: %s\n%s\n" % (err, USAGE))
-        return EXIT_USAGE
-    if opts.action == "help":
-        sys.stdout.write(HELP.format(sections=", ".join(SECTIONS),
-                                     groups=", ".join("%s (%s)" % (g, " ".join(s))
-                                                      for g, s in GROUPS.items())))
-        return EXIT_OK
-    if opts.action == "version":
-        print("xe-oneshot " + __version__)
-        return EXIT_OK
-    log.configure(opts.verbose)
-    try:
-        if opts.print_keys:
-            return _print_mode(opts, sections)
-        return _run(opts, sections)
+        try:
+            opts = parse_args(sys.argv[1:] if argv is None else argv)
+            sections = expand(opts.sections or ["all"])
+        except (UsageError, ValueError) as err:
+            _say("%s\n%s" % (err, USAGE))
+            return EXIT_USAGE
+        if opts.action == "help":
+            status = EXIT_OK
+            _out(HELP.format(sections=", ".join(SECTIONS),
+                             groups=", ".join("%s (%s)" % (g, " ".join(s))
+                                              for g, s in GROUPS.items())))
+        elif opts.action == "version":
+            status = EXIT_OK
+            _out("xe-oneshot %s\n" % __version__)
+        else:
+            log.configure(opts.verbose)
+            status = _print_mode(opts, sections) if opts.print_keys else _run(opts, sections)
+        try:
+            sys.stdout.flush()
+        except OSError as err:
+            raise OutputError(err) from None
+        return status
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return EXIT_FAILED
+    except OutputError as failure:
+        return _output_failed(failure.err)
+
+
+# -- output -----------------------------------------------------------------------------
+
+def _out(text: str) -> None:
+    """Write the command's output (--print, --dry-run) to stdout. Raises OutputError."""
+    try:
+        sys.stdout.write(text)
+    except OSError as err:
+        raise OutputError(err) from None
+
+
+def _say(text: str) -> None:
+    """One message on stderr. If stderr itself is gone (a closed pipe, a full disk), the
+    message is lost and the run goes on: the exit status still tells."""
+    try:
+        sys.stderr.write("xe-oneshot: %s\n" % text)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _output_failed(err: OSError) -> int:
+    """The exit status for an output that could not be written; stdout is pointed at
+    /dev/null so that the interpreter's last flush stays quiet."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    if err.errno == errno.EPIPE:
+        return EXIT_PIPE
+    _say("cannot write the output: %s" % (err.strerror or err))
+    return EXIT_OUTPUT
+
+
+def _show(key: str, value: str) -> str:
+    """``key = "value"`` escaped as ``xenstore-ls`` prints it: no control character,
+    no newline, nothing but printable ASCII reaches the terminal."""
+    from .xenstore_cli import sanitise
+    return '%s = "%s"' % (sanitise(key.encode("utf-8", "replace")).decode("ascii"),
+                          sanitise(value.encode("utf-8", "replace")).decode("ascii"))
 
 
 # -- collecting -------------------------------------------------------------------------
+
+#: What -v says of a section that found nothing to publish.
+_NOTHING_FOUND = {"network": "no Xen VIF or SR-IOV VF found",
+                  "volumes": "no block device found"}
+
 
 def _collect(ctx: Context, sections: List[str]):
     """Each section's answer, and the one-line errors of those that failed."""
@@ -188,7 +262,13 @@ def _collect(ctx: Context, sections: List[str]):
             LOG.error("section %s failed: %s", name, message)
             if LOG.isEnabledFor(log.DEBUG):
                 import traceback
-                traceback.print_exc()
+                try:
+                    traceback.print_exc()
+                except (OSError, ValueError):
+                    pass
+            continue
+        if not results[name].values:
+            LOG.info("%s: %s", name, _NOTHING_FOUND.get(name, "nothing found"))
     return results, failed
 
 
@@ -209,7 +289,7 @@ def _open_client(required: bool):
     except NoXenStore as err:
         if required:
             raise
-        LOG.info("no XenStore (%s): collecting without it", err)
+        LOG.info("%s: collecting without it", err.strerror)
         return None
 
 
@@ -224,21 +304,16 @@ def _print_mode(opts: Options, sections: List[str]) -> int:
     finally:
         if client is not None:
             client.close()
+    from .publisher import clean_value
     values: Dict[str, str] = {}
-    for result in results.values():
-        values.update(result.values)
+    for result in results.values():     # as a run would publish them
+        values.update((k, clean_value(k, v)) for k, v in result.values.items())
     if opts.output == "json":
         import json
-        print(json.dumps(values, indent=2, sort_keys=False))
+        _out(json.dumps(values, indent=2, sort_keys=False) + "\n")   # ASCII: escaped
     else:
-        for key, value in values.items():
-            print("%s = %s" % (key, _quote(value)))
+        _out("".join(_show(key, value) + "\n" for key, value in values.items()))
     return EXIT_SECTION_FAILED if failed else EXIT_OK
-
-
-def _quote(value: str) -> str:
-    """A value for display, quoted like ``xenstore-ls`` does."""
-    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 # -- publishing -------------------------------------------------------------------------
@@ -248,29 +323,31 @@ def _run(opts: Options, sections: List[str]) -> int:
     from .xenstore import NoXenStore, XenStoreError
 
     requested = now()
-    state = RunState(opts.state_dir)
+    state = None
     client = None
     try:
-        if opts.dry_run:
-            state = _peek_state(opts.state_dir)
-        else:
-            state.open()
-            state.lock()
+        # XenStore first: where there is none (not a Xen guest) the run touches nothing,
+        # not even the state dir.
         client = _open_client(required=True)
-        return _publish(opts, sections, state, client, requested)
+        ctx = _context(opts, client)
+        if opts.dry_run:
+            state = _peek_state(opts, ctx, RunState)
+        else:
+            state = _open_state(opts, ctx, RunState, StateError)
+        return _publish(opts, sections, state, ctx, client, requested)
     except StateError as err:
-        sys.stderr.write("xe-oneshot: %s\n" % err)
+        _say(str(err))
         return EXIT_FAILED
     except NoXenStore as err:
-        sys.stderr.write("xe-oneshot: %s\n" % err.strerror)   # names what it tried
+        _say(err.strerror)   # names what it tried
         return EXIT_NO_XENSTORE
     except XenStoreError as err:
-        sys.stderr.write("xe-oneshot: XenStore: %s; %s\n" % (
+        _say("XenStore: %s; %s" % (
             err, "published in part, the next run completes it"
             if getattr(err, "partly_published", False) else "nothing published"))
         return EXIT_FAILED
     except OSError as err:
-        sys.stderr.write("xe-oneshot: %s; nothing published\n" % err)
+        _say("%s; nothing published" % err)
         return EXIT_FAILED
     finally:
         if client is not None:
@@ -279,22 +356,48 @@ def _run(opts: Options, sections: List[str]) -> int:
             state.close()
 
 
-def _peek_state(directory: str):
-    """The run state, unlocked and never saved, so that a dry run plans with what a real
-    run would know (when values were published, the last domid); None if there is none
-    yet."""
-    import os
-    from .runstate import RunState
-    if not os.path.isdir(directory):
+def _boot_id(ctx: Context) -> Optional[str]:
+    """This boot's ``boot_id``: the run state of another boot is not ours."""
+    try:
+        return ctx.root.read_line("/proc/sys/kernel/random/boot_id") or None
+    except OSError:
         return None
-    return RunState(directory).open(create=False)
 
 
-def _publish(opts: Options, sections: List[str], state, client, requested: float) -> int:
+def _open_state(opts: Options, ctx: Context, RunState, StateError):  # noqa: N803
+    """The run state (``RunState``, ``StateError``: imported lazily), opened and locked,
+    tied to this boot's ``boot_id``. Where there is no room for it (the state dir's
+    filesystem is full or read-only), a run goes on without it: no coalescing, and
+    every change is published."""
+    state = RunState(opts.state_dir, _boot_id(ctx))
+    try:
+        state.open()
+    except StateError as err:
+        if err.errno not in _NO_ROOM:
+            raise
+        LOG.warning("%s: running without state (no coalescing, every change published)",
+                    err)
+        return state.detached()
+    state.lock()
+    return state
+
+
+def _peek_state(opts: Options, ctx: Context, RunState):  # noqa: N803
+    """The run state, unlocked and never saved, so that a dry run plans with what a real
+    run would know (when values were published, the last domid); None where a real run
+    has left none yet (nothing is created)."""
+    import os
+    if not all(os.path.isfile(os.path.join(opts.state_dir, name))
+               for name in ("lock", "state")):
+        return None
+    return RunState(opts.state_dir, _boot_id(ctx)).open(create=False)
+
+
+def _publish(opts: Options, sections: List[str], state, ctx: Context, client,
+             requested: float) -> int:
     from .publisher import Policy, Publisher
     from .runstate import now
 
-    ctx = _context(opts, client)
     if state is not None and not opts.dry_run:
         todo = state.pending(sections, requested)
         if not todo:
@@ -332,25 +435,28 @@ def _publish(opts: Options, sections: List[str], state, client, requested: float
     plan = Publisher(client, policy).publish(owned, wanted, tolerance, dry_run=opts.dry_run)
 
     if opts.dry_run:
-        for key, value in plan.writes.items():
-            print("+%s = %s" % (key, _quote(value)))
-        for node in plan.removes:
-            print("-%s" % node)
+        _out("".join(["+" + _show(key, value) + "\n" for key, value in plan.writes.items()]
+                     + ["-%s\n" % node for node in plan.removes]))
     else:
         for key, value in plan.writes.items():
             LOG.debug("+%s=%s", key, value)
         for node in plan.removes:
             LOG.debug("-%s", node)
-        LOG.info("%s: %d written, %d removed, %d small changes held back",
+        LOG.info("%s: %d written, %d removed, %d small %s held back",
                  ",".join(results) or "nothing", len(plan.writes), len(plan.removes),
-                 len(plan.deferred))
+                 len(plan.deferred), "change" if len(plan.deferred) == 1 else "changes")
         for key in set(published) | set(policy.published):
             state.set("published." + key, repr(policy.published[key])
                       if key in policy.published else None)
         if domid is not None:
             state.set("domid", domid)
         # Only now: an invocation waiting for the lock skips the sections a run started
-        # after its request covered; a run that died or failed before here covered none.
-        state.mark_started(todo, started)
-        state.save()
+        # after its request covered; a run that died before here covered none, and a
+        # section that failed is not covered either.
+        state.mark_started([name for name in todo if name not in failed], started)
+        try:
+            state.save()
+        except OSError as err:     # published all the same: say what is true
+            LOG.warning("published; state not saved in %s (%s): later runs publish "
+                        "again what differs", opts.state_dir, err.strerror or err)
     return EXIT_SECTION_FAILED if failed else EXIT_OK

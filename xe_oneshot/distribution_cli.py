@@ -8,11 +8,13 @@ reads the release files under DIR (a test tree, a mounted image); FILE is a path
 this machine and ``os_uname`` is always the running kernel's.
 
 Exit status: 0 written; 1 no distribution recognised (FILE removed, one line on
-stderr); 2 bad usage; 3 FILE could not be written.
+stderr); 2 bad usage; 3 FILE (or stdout) could not be written; 141 stdout's reader left
+(nothing said).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
 PROG = "xe-linux-distribution"
 EXIT_OK, EXIT_UNRECOGNISED, EXIT_USAGE, EXIT_WRITE = 0, 1, 2, 3
+EXIT_PIPE = 141     # stdout's reader left (128 + SIGPIPE, as a shell reports it)
 
 USAGE = "usage: xe-linux-distribution [--root DIR] [FILE]"
 HELP = USAGE + """
@@ -37,13 +40,15 @@ with them atomically.
 options:
   --root DIR   read the release files under DIR instead of / (os_uname stays the
                running kernel's)
+  --version    print the version
   -h, --help   this help
 
 exit status:
   0  printed or written
   1  no distribution recognised (FILE removed)
   2  usage error
-  3  FILE could not be written
+  3  FILE (or stdout) could not be written
+  141  stdout's reader left (nothing said)
 """
 
 
@@ -96,13 +101,16 @@ def remove(path: str) -> Optional[str]:
 
 
 def parse_args(argv: List[str]) -> Optional[Tuple[str, Optional[str]]]:
-    """``(root, FILE)`` from the arguments, None for ``--help`` (argparse is too slow to
-    import for a boot hook). Raises UsageError."""
+    """``(root, FILE)`` from the arguments, None for ``--help``, ``("--version", None)``
+    for ``--version`` (argparse is too slow to import for a boot hook). Raises
+    UsageError."""
     root, files, args, options = "/", [], list(argv), True
     while args:
         arg = args.pop(0)
         if options and arg in ("-h", "--help"):
             return None
+        if options and arg == "--version":
+            return "--version", None
         if options and arg == "--":
             options = False
         elif options and arg == "--root":
@@ -126,16 +134,66 @@ def main(argv: Optional[List[str]] = None, uname: Optional[str] = None) -> int:
     """Run the command; ``uname`` stands in for ``os.uname().release`` (tests)."""
     log.utf8_stdout()
     try:
+        return _main(argv, uname)
+    except KeyboardInterrupt:
+        return 130
+    except OutputError as failure:
+        # The reader left (`| head`): quiet; a full disk: one line. Point stdout at
+        # /dev/null so that the interpreter's final flush stays quiet too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        if failure.err.errno == errno.EPIPE:
+            return EXIT_PIPE
+        _say("cannot write to stdout: %s" % (failure.err.strerror or failure.err))
+        return EXIT_WRITE
+
+
+class OutputError(Exception):
+    """stdout could not be written (``err``: the OSError)."""
+
+    def __init__(self, err: OSError):
+        super().__init__(str(err))
+        self.err = err
+
+
+def _out(text: str) -> None:
+    """Write ``text`` to stdout and flush it. Raises OutputError."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as err:
+        raise OutputError(err) from None
+
+
+def _say(text: str) -> None:
+    """One line on stderr (lost, quietly, if stderr is gone)."""
+    try:
+        sys.stderr.write("%s: %s\n" % (PROG, text))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _main(argv: Optional[List[str]], uname: Optional[str]) -> int:
+    try:
         parsed = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as err:
-        print("%s: %s (%s)" % (PROG, err, USAGE), file=sys.stderr)
+        _say("%s (%s)" % (err, USAGE))
         return EXIT_USAGE
     if parsed is None:
-        sys.stdout.write(HELP)
+        _out(HELP)
+        return EXIT_OK
+    if parsed[0] == "--version":
+        from . import __version__
+        _out("%s %s\n" % (PROG, __version__))
         return EXIT_OK
     root, file = parsed
     if not os.path.isdir(root):
-        print("%s: --root %s: not a directory" % (PROG, root), file=sys.stderr)
+        _say("--root %s: not a directory" % root)
         return EXIT_USAGE
     problems: List[str] = []
     found = detect(Root(root), problems)
@@ -147,20 +205,18 @@ def main(argv: Optional[List[str]] = None, uname: Optional[str] = None) -> int:
             why = remove(file)
             if why:
                 message += "; cannot remove %s: %s" % (file, why)
-        print("%s: %s" % (PROG, message), file=sys.stderr)
+        _say(message)
         return EXIT_UNRECOGNISED
     for problem in problems:
-        print("%s: warning: ignored %s" % (PROG, problem), file=sys.stderr)
+        _say("warning: ignored %s" % problem)
     text = render(facts(found, os.uname().release if uname is None else uname))
     if not file:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        _out(text)
         return EXIT_OK
     try:
         write_atomically(file, text)
     except OSError as err:
-        print("%s: cannot write %s: %s" % (PROG, file, err.strerror or err),
-              file=sys.stderr)
+        _say("cannot write %s: %s" % (file, err.strerror or err))
         return EXIT_WRITE
     return EXIT_OK
 

@@ -38,13 +38,26 @@ def _handoff():
     if not _config["ready"]:
         root = logging.getLogger("xe_oneshot")
         if not root.handlers:
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _stderr_handler(logging)
             handler.setFormatter(logging.Formatter(_config["prog"] + ": %(message)s"))
             root.addHandler(handler)
             root.propagate = False
         root.setLevel(_config["level"])
         _config["ready"] = True
     return logging
+
+
+def _stderr_handler(logging):
+    """A handler writing to stderr that drops a message stderr cannot take (a closed
+    pipe, a full disk): lost diagnostics must not stop a run, nor print a traceback."""
+
+    class StderrHandler(logging.StreamHandler):
+        def handleError(self, record):  # noqa: N802 (logging's name)
+            if isinstance(sys.exc_info()[1], (OSError, ValueError)):
+                return
+            super().handleError(record)
+
+    return StderrHandler(sys.stderr)
 
 
 class Logger:

@@ -8,10 +8,20 @@ Two files in ``--state-dir`` (default ``/run/xe-oneshot``, a tmpfs: forgotten at
   the filesystem refuses ``user.`` attributes (tmpfs before Linux 6.6), as
   ``name<TAB>value`` lines in the file itself, replaced atomically.
 
-What is remembered: ``domid`` (the last ``unique-domain-id`` seen, to notice a migration
-or resume), ``started.<section>`` (when the last run of a section started, on the boot
-clock shared by all processes), and ``published.<key>`` (when a wandering value was last
-written, for the publisher's change policy).
+What is remembered: ``boot`` (the kernel's ``boot_id``), ``domid`` (the last
+``unique-domain-id`` seen, to notice a migration or resume), ``started.<section>`` (when
+the last run of a section started, on the boot clock shared by all processes), and
+``published.<key>`` (when a wandering value was last written, for the publisher's change
+policy).
+
+Tied to the boot: the stamps are on the boot clock, which starts again at 0, so a state
+dir that survives a reboot (not a tmpfs, or ``--state-dir`` elsewhere) would make runs
+skip until the uptime caught up. State recorded under another ``boot_id`` (or none) is
+treated as absent, and replaced at the next save.
+
+Saving can fail after the run has published (the state's filesystem is full or
+read-only): :meth:`RunState.save` raises OSError and the caller reports it. The state
+then stays what it was; what it lacks only makes later runs publish what differs.
 
 Coalescing: an invocation notes when it was requested, then waits for the lock. A run
 that *started* after that moment saw everything the invocation was started for, so the
@@ -39,7 +49,12 @@ _NOT_SUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
 
 
 class StateError(Exception):
-    """The state directory cannot be used safely (message is one line)."""
+    """The state directory cannot be used (message is one line); ``errno`` is the
+    system error behind it, or None when it is unsafe (symlink, owner, mode)."""
+
+    def __init__(self, message: str, code: Optional[int] = None):
+        super().__init__(message)
+        self.errno = code
 
 
 def now() -> float:
@@ -50,14 +65,16 @@ def now() -> float:
 class RunState:
     """The state directory: lock, remembered values. Use as a context manager."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, boot: Optional[str] = None):
         self.directory = directory
+        self.boot = boot             # this boot's boot_id (None: unknown)
         self._dir_fd = -1
         self._lock_fd = -1
         self._state_fd = -1
         self._values: Optional[Dict[str, str]] = None
         self._xattrs = None          # the xattr package's object on the state file
         self._dirty: Dict[str, Optional[str]] = {}
+        self._detached = False
 
     # -- opening ------------------------------------------------------------------
 
@@ -82,7 +99,8 @@ class RunState:
             if err.errno == errno.ELOOP or err.errno == errno.ENOTDIR:
                 raise StateError("state dir %s: a symlink or not a directory, refusing"
                                  % self.directory) from None
-            raise StateError("state dir %s: %s" % (self.directory, err.strerror)) from None
+            raise StateError("state dir %s: %s" % (self.directory, err.strerror),
+                             err.errno) from None
         except StateError:
             self.close()
             raise
@@ -116,6 +134,15 @@ class RunState:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def detached(self) -> "RunState":
+        """This state as a run without a state dir sees it: empty, no lock, and
+        :meth:`save` does nothing."""
+        self.close()
+        self._values = {} if self.boot is None else {"boot": self.boot}
+        self._dirty = {}
+        self._detached = True
+        return self
+
     def lock(self) -> None:
         """Wait for the exclusive run lock (released by close())."""
         import fcntl
@@ -143,6 +170,15 @@ class RunState:
         if text:                  # the fallback is in use (xattrs refused before)
             self._xattrs = None
             values.update(_parse_state_file(text))
+        if values.get("boot") != self.boot:
+            # Another boot's state (or one that did not say): its stamps are on another
+            # boot's clock. Forget it all; the next save removes it.
+            # The new boot_id is saved after the stale values are removed.
+            self._dirty = {name: None for name in values if name != "boot"}
+            self._dirty["boot"] = self.boot
+            values = {}
+            if self.boot is not None:
+                values["boot"] = self.boot
         self._values = values
         return values
 
@@ -171,7 +207,8 @@ class RunState:
 
     def save(self) -> None:
         """Write the changed values (xattrs one by one, or the whole fallback file)."""
-        if not self._dirty:
+        if not self._dirty or self._detached:
+            self._dirty = {}
             return
         dirty, self._dirty = self._dirty, {}
         if self._xattrs is not None:
@@ -204,11 +241,20 @@ class RunState:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=self._dir_fd)
         try:
-            os.write(fd, text.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, "state", src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            try:
+                data = text.encode()
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, "state", src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+        except OSError:           # full or read-only: the old file stays as it was
+            try:
+                os.unlink(tmp, dir_fd=self._dir_fd)
+            except OSError:
+                pass
+            raise
         os.close(self._state_fd)
         self._state_fd = self._open_file("state")
 

@@ -13,7 +13,8 @@ the terminal width on a tty, unless ``-f``); ``write`` takes the same escapes
 listed or removed in one transaction, retried on EAGAIN.
 
 Exit status: 0 success; 1 a XenStore operation failed (one line on stderr naming the
-path and the errno); 2 usage error; 3 no XenStore here (not a Xen guest).
+path and the errno); 2 usage error; 3 no XenStore here (not a Xen guest); 4 the output
+could not be written (one line); 141 the output's reader left (nothing said).
 """
 
 import errno
@@ -28,6 +29,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_XENSTORE = 3
+EXIT_OUTPUT = 4     # stdout could not be written (a full disk, an I/O error)
+EXIT_PIPE = 141     # stdout's reader left (128 + SIGPIPE, as a shell reports it); quiet
 
 # command -> (usage, short options taking no value, options taking a value)
 COMMANDS = {
@@ -40,8 +43,8 @@ COMMANDS = {
     "chmod": ("[-h] [-u] [-r] PATH MODE...", "urs", ""),
     "watch": ("[-h] [-n N] PATH...", "", "n"),
 }
-LONG_OPTIONS = {"help": "h", "prefix": "p", "socket": "s", "raw": "R", "tidy": "t",
-                "upto": "u", "recurse": "r", "full": "f", "number": "n"}
+LONG_OPTIONS = {"help": "h", "version": "V", "prefix": "p", "socket": "s", "raw": "R",
+                "tidy": "t", "upto": "u", "recurse": "r", "full": "f", "number": "n"}
 HELP = {
     "read": "Print the value of each PATH (escaped; -R raw; -p prefix 'PATH: ').",
     "write": "Set each PATH to VALUE (\\n \\t \\xNN \\NNN escapes unless -R).",
@@ -62,6 +65,15 @@ _INT_MAX_HALF = (2 ** 31 - 1) // 2
 
 class UsageError(Exception):
     """Bad command line; the message is printed with the usage line."""
+
+
+class OutputError(Exception):
+    """stdout could not be written (``err``: the OSError); not an OSError itself, so
+    that it is never taken for a XenStore failure."""
+
+    def __init__(self, err: OSError):
+        super().__init__(str(err))
+        self.err = err
 
 
 # -- pure helpers (tested on their own) ---------------------------------------------------
@@ -153,7 +165,7 @@ def parse_args(command: str, args: "List[str]") -> "Tuple[Dict[str, str], List[s
         if arg.startswith("--"):
             name, eq, val = arg[2:].partition("=")
             short = LONG_OPTIONS.get(name)
-            if short is None or (short not in flags + valued + "h"):
+            if short is None or (short not in flags + valued + "hV"):
                 raise UsageError("unknown option --%s" % name)
             if short in valued:
                 if not eq:
@@ -191,11 +203,14 @@ def parse_args(command: str, args: "List[str]") -> "Tuple[Dict[str, str], List[s
 
 def parse_mode(mode: str) -> str:
     """``r1`` → ``r1``; the letter is n (none), r (read), w (write) or b (both), then a
-    domid. Raises UsageError."""
-    if len(mode) < 2 or mode[0] not in "nrwb" or not mode[1:].isdigit():
-        raise UsageError("invalid permission %r (want n|r|w|b followed by a domid, e.g. r1)"
-                         % mode)
-    return mode[0] + str(int(mode[1:]))
+    domid in ASCII decimal below 32752 (Xen's reserved ids start there). Raises
+    UsageError."""
+    from xe_oneshot.xenstore.client import normal_perm
+    normal = normal_perm(mode)
+    if normal is None:
+        raise UsageError("invalid permission %r (want n|r|w|b followed by a domid below "
+                         "32752, e.g. r1)" % (mode if len(mode) <= 40 else mode[:40] + "..."))
+    return normal
 
 
 # -- the commands -------------------------------------------------------------------------
@@ -291,16 +306,25 @@ def cmd_list(xs, opts: "Dict[str, str]", paths: "List[str]") -> "Tuple[List[byte
 def cmd_chmod(xs, opts: "Dict[str, str]", args: "List[str]") -> "Tuple[List[bytes], Optional[Exception]]":
     path, perms = args[0], [parse_mode(m) for m in args[1:]]
 
-    def apply(tx: int, node: str, upto: bool, recurse: bool) -> None:
-        xs.set_perms(node, perms, tx)
-        if upto and "/" in node.strip("/"):
-            apply(tx, node.rsplit("/", 1)[0], True, False)
-        if recurse:
-            for child in xs.directory(node, tx):
-                apply(tx, node.rstrip("/") + "/" + child, False, True)
-
     def perform(tx: int, out: "List[bytes]") -> None:
-        apply(tx, path, "u" in opts, "r" in opts)
+        xs.set_perms(path, perms, tx)
+        parent = path
+        while "u" in opts and "/" in parent.strip("/"):     # -u: the parents, upwards
+            parent = parent.rsplit("/", 1)[0]
+            xs.set_perms(parent, perms, tx)
+        if "r" in opts:
+            # -r: the subtree, depth first, without recursion (a guest can build a
+            # legal path a thousand levels deep)
+            stack = [(path, iter(xs.directory(path, tx)))]
+            while stack:
+                node, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    stack.pop()
+                    continue
+                child = node.rstrip("/") + "/" + child
+                xs.set_perms(child, perms, tx)
+                stack.append((child, iter(xs.directory(child, tx))))
     return _in_transaction(xs, True, perform)
 
 
@@ -320,18 +344,28 @@ def cmd_ls(xs, opts: "Dict[str, str]", paths: "List[str]", write: "Callable[[byt
     from xe_oneshot.xenstore import XenStoreError
     for path in paths or ["/"]:
         try:
-            _ls_level(xs, path, xs.directory(path), 0, full, perms, max_width,
-                      desired_width, write, warn)
+            _ls_tree(xs, path, xs.directory(path), full, perms, max_width,
+                     desired_width, write, warn)
         except XenStoreError as err:
             return err
     return None
 
 
-def _ls_level(xs, path: str, names: "List[str]", depth: int, full: bool, perms: bool,
-              max_width: int, desired_width: int, write: "Callable[[bytes], None]",
-              warn: "Callable[[str], None]") -> None:
+def _ls_tree(xs, top: str, names: "List[str]", full: bool, perms: bool, max_width: int,
+             desired_width: int, write: "Callable[[bytes], None]",
+             warn: "Callable[[str], None]") -> None:
+    """The nodes below ``top`` (whose children are ``names``), depth first, in listing
+    order, as xenstore-ls's recursion prints them; iterative, because a guest may build
+    a legal path a thousand levels deep."""
     from xe_oneshot.xenstore import XenStoreError
-    for name in names:
+    stack = [(top, iter(names))]
+    while stack:
+        path, level = stack[-1]
+        name = next(level, None)
+        if name is None:
+            stack.pop()
+            continue
+        depth = len(stack) - 1
         newpath = path + ("" if path.endswith("/") else "/") + name
         line = bytearray()
         if full:
@@ -372,9 +406,7 @@ def _ls_level(xs, path: str, names: "List[str]", depth: int, full: bool, perms: 
         write(bytes(line))
         # A child that cannot be listed ends the walk with an error, as xenstore-ls 4.17
         # does (newer ones skip ENOENT / EACCES below the top).
-        children = xs.directory(newpath)
-        _ls_level(xs, newpath, children, depth + 1, full, perms, max_width, desired_width,
-                  write, warn)
+        stack.append((newpath, iter(xs.directory(newpath))))
 
 
 def cmd_watch(xs, opts: "Dict[str, str]", paths: "List[str]",
@@ -426,8 +458,9 @@ def _help(prog: str, command: "Optional[str]", sub: str) -> str:
         lines.append("      " + HELP[name])
     lines += ["", "Also callable as xenstore-read, xenstore-write, ... XenStore is found "
               "through XENSTORED_PATH,", "/var/run/xenstored/socket, /dev/xen/xenbus or "
-              "/proc/xen/xenbus.", "Exit status: 0 ok, 1 operation failed, 2 usage "
-              "error, 3 no XenStore."]
+              "/proc/xen/xenbus. --version prints the version.",
+              "Exit status: 0 ok, 1 operation failed, 2 usage error, 3 no XenStore, 4 the "
+              "output could not be", "written (141: its reader left, nothing said)."]
     return "\n".join(lines) + "\n"
 
 
@@ -440,20 +473,56 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
     out = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else None
 
     def write(data: bytes) -> None:
-        if out is not None:
-            out.write(data)
-        else:  # pragma: no cover - a text-only stdout (embedded use)
-            sys.stdout.write(data.decode("utf-8", "replace"))
+        try:
+            if out is not None:
+                out.write(data)
+            else:  # pragma: no cover - a text-only stdout (embedded use)
+                sys.stdout.write(data.decode("utf-8", "replace"))
+        except OSError as err:
+            raise OutputError(err) from None
 
     def warn(text: str) -> None:
-        sys.stderr.write(text + "\n")
+        try:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # stderr is gone: the exit status still tells
+            pass
 
+    try:
+        status = _main(prog, argv, write, warn)
+        try:
+            (out or sys.stdout).flush()
+        except OSError as err:
+            raise OutputError(err) from None
+        return status
+    except KeyboardInterrupt:
+        return 130
+    except OutputError as failure:
+        # `xenstore ls | head`: the reader left (quiet); `> /dev/full`: one line. Point
+        # stdout at /dev/null so that the interpreter's final flush stays quiet too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        if failure.err.errno == errno.EPIPE:
+            return EXIT_PIPE
+        warn("%s: cannot write the output: %s" % (prog, failure.err.strerror or failure.err))
+        return EXIT_OUTPUT
+
+
+def _main(prog: str, argv: "List[str]", write: "Callable[[bytes], None]",
+          warn: "Callable[[str], None]") -> int:
     command = None  # type: Optional[str]
     sub = ""
     if prog.startswith("xenstore-") and prog[len("xenstore-"):] in COMMANDS:
         command = prog[len("xenstore-"):]
         args = list(argv)
     else:
+        if argv and argv[0] == "--version":
+            write(("%s %s\n" % (prog, _version())).encode())
+            return EXIT_OK
         if not argv or argv[0] in ("-h", "--help"):
             if argv:
                 write(_help(prog, None, "").encode())
@@ -467,35 +536,24 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
         command, sub, args = argv[0], argv[0], list(argv[1:])
     shown = prog + (" " + sub if sub else "")
     try:
-        try:
-            opts, operands = parse_args(command, args)
-            if "h" in opts:
-                write(_help(prog, command, sub).encode())
-                return EXIT_OK
-            _check_operands(command, opts, operands)
-        except UsageError as err:
-            warn("%s: %s" % (shown, err))
-            warn("usage: %s %s" % (shown, COMMANDS[command][0]))
-            return EXIT_USAGE
-        return _run(command, opts, operands, shown, write, warn)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # `xenstore ls | head`: the reader left. Point stdout at /dev/null so that the
-        # interpreter's final flush stays quiet too.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):
-            pass
-        return EXIT_FAILED
-    finally:
-        try:
-            if out is not None:
-                out.flush()
-        except (BrokenPipeError, OSError):
-            pass
+        opts, operands = parse_args(command, args)
+        if "V" in opts:
+            write(("%s %s\n" % (prog, _version())).encode())
+            return EXIT_OK
+        if "h" in opts:
+            write(_help(prog, command, sub).encode())
+            return EXIT_OK
+        _check_operands(command, opts, operands)
+    except UsageError as err:
+        warn("%s: %s" % (shown, err))
+        warn("usage: %s %s" % (shown, COMMANDS[command][0]))
+        return EXIT_USAGE
+    return _run(command, opts, operands, shown, write, warn)
+
+
+def _version() -> str:
+    from xe_oneshot import __version__
+    return __version__
 
 
 def _check_operands(command: str, opts: "Dict[str, str]", operands: "List[str]") -> None:

@@ -761,7 +761,10 @@ def collect(ctx: Context) -> Collected:
             if usage.free is not None:
                 result.values[base + "/free"] = str(usage.free)
                 result.tolerance[base + "/free"] = vol.size // 100
-        LOG.debug("volume %d: %s %s", n, name, usage)
+        if LOG.isEnabledFor(log.DEBUG):
+            LOG.debug("volume %d: %s: %s", n, name, "not mounted" if usage is None else
+                      ", ".join(usage.mount_points + [usage.filesystem] + (
+                          [] if usage.free is None else ["%d bytes free" % usage.free])))
     if prober.failures:
         LOG.warning("free space not published for: %s", ", ".join(prober.failures))
     return result

@@ -21,6 +21,23 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every ude
     T = TypeVar("T")
 
 _PERM_KINDS = frozenset("nrwb")
+_DIGITS = frozenset("0123456789")
+
+#: Xen's first reserved domain id (``DOMID_FIRST_RESERVED`` in xen/include/public/xen.h):
+#: every domain's id is below it.
+DOMID_FIRST_RESERVED = 0x7FF0
+
+
+def normal_perm(perm: str) -> "Optional[str]":
+    """A permission as sent: ``"r05"`` → ``"r5"``: n|r|w|b, then a domid in ASCII
+    decimal below DOMID_FIRST_RESERVED. None if it is not one (``"r\u00b2"``: ``isdigit``
+    is true of it, ``int`` of thousands of digits raises)."""
+    if len(perm) < 2 or perm[0] not in _PERM_KINDS or not _DIGITS.issuperset(perm[1:]):
+        return None
+    digits = perm[1:].lstrip("0") or "0"
+    if len(digits) > 5 or int(digits) >= DOMID_FIRST_RESERVED:
+        return None
+    return perm[0] + digits
 _DIRECTORY_MAX = 16 << 20
 
 
@@ -347,13 +364,16 @@ class Client:
         """Set permissions, e.g. ``["n0", "r5"]`` (n none, r read, w write, b both)."""
         if not perms:
             raise InvalidArgument(errno.EINVAL, path, "set_perms", detail="no permissions given")
+        sent = []
         for perm in perms:
-            if len(perm) < 2 or perm[0] not in _PERM_KINDS or not perm[1:].isdigit():
+            normal = normal_perm(perm) if isinstance(perm, str) else None
+            if normal is None:
                 raise InvalidArgument(errno.EINVAL, path, "set_perms",
-                                      detail="invalid permission %r (want n|r|w|b + domid)"
-                                      % perm)
-        self._path_request(Op.SET_PERMS, path, tx,
-                           b"".join(p.encode("ascii") + b"\0" for p in perms))
+                                      detail="invalid permission %s (want n|r|w|b + a "
+                                      "decimal domid below %d)"
+                                      % (repr(perm)[:40], DOMID_FIRST_RESERVED))
+            sent.append(normal.encode("ascii") + b"\0")
+        self._path_request(Op.SET_PERMS, path, tx, b"".join(sent))
 
     def get_domain_path(self, domid: int) -> str:
         """The home of domain ``domid``, e.g. ``/local/domain/3``."""
