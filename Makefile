@@ -6,6 +6,13 @@ PYTHON ?= python3
 test:
 	$(PYTHON) -m pytest -q
 
+# `make test-pythons`: the unit and collector tests on the oldest and newest supported
+# Pythons too (3.6 and 3.13 from pyenv, each in its own venv under build/); a missing
+# interpreter fails. `make test-pythons PYTHONS=3.8` for another one.
+.PHONY: test-pythons
+test-pythons:
+	PYTHONS="$(or $(PYTHONS),3.6 3.13)" bash tests/multipython.sh
+
 # `make bench`: cold start, XenStore traffic, scale and imports against the real daemon
 # (root); writes BENCHMARKS.md. `make bench BENCH_ARGS=--quick` for a quick look.
 .PHONY: bench

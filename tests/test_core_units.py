@@ -159,6 +159,18 @@ def test_diff_change_policy_writes_when_age_unknown():
     assert plan.writes == {"k": "1001"}
 
 
+@pytest.mark.parametrize("old, new, tolerance, written", [
+    ("33", "0", 10 ** 1000, False),             # MemTotal of 1000 digits: held back
+    ("0", "9" * 1000, 10, True),                # a move of 1000 digits: written
+    ("0", "9" * 1000, 10 ** 990, True),
+], ids=["huge-tolerance", "huge-move", "both-huge"])
+def test_diff_change_policy_hostile_meminfo_huge_numbers_do_not_overflow(old, new, tolerance,
+                                                                         written):
+    policy = Policy(threshold=1.0, max_age=300, now=1000.0, published={"k": 990.0})
+    plan = diff({"k": old}, {"k"}, ["k"], {"k": new}, {"k": tolerance}, policy)
+    assert ("k" in plan.writes) is written
+
+
 def test_clean_value_strips_control_characters_and_cuts_at_limit():
     assert clean_value("k", "a\nb\x00c\x7f") == "a b c "
     long = "é" * 2000                      # 4000 bytes

@@ -168,6 +168,7 @@ def _set_value(opts: Options, attr: str, name: str, value: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run once; returns the exit status (see HELP)."""
+    log.utf8_stdout()
     try:
         try:
             opts = parse_args(sys.argv[1:] if argv is None else argv)

@@ -238,7 +238,7 @@ def parse_assignments(text: str, hex_escapes: bool = False) -> Dict[str, str]:
 
 def _is_name(key: str) -> bool:
     """A shell variable name: ``PRETTY_NAME``."""
-    return (bool(key) and key.isascii() and key[0] not in _DIGITS
+    return (bool(key) and max(key) < "\x80" and key[0] not in _DIGITS  # no str.isascii: 3.7+
             and key.replace("_", "a").isalnum())
 
 

@@ -18,6 +18,7 @@ import errno
 import os
 import sys
 
+from . import log
 from .distribution import detect, facts, render
 from .guest import Root
 
@@ -131,6 +132,7 @@ def parse_args(argv: List[str]) -> Optional[Tuple[str, Optional[str]]]:
 
 def main(argv: Optional[List[str]] = None, uname: Optional[str] = None) -> int:
     """Run the command; ``uname`` stands in for ``os.uname().release`` (tests)."""
+    log.utf8_stdout()
     try:
         return _main(argv, uname)
     except KeyboardInterrupt:

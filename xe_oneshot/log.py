@@ -21,6 +21,18 @@ def configure(verbose: int = 0, prog: str = "xe-oneshot") -> None:
     _config["ready"] = False
 
 
+def utf8_stdout() -> None:
+    """Print UTF-8 in the C locale (udev's, a bare init's) as Python 3.7+ does (PEP 538,
+    540): Python 3.6 would encode stdout as ASCII and die on a non-ASCII fact."""
+    out = sys.stdout
+    if (sys.version_info < (3, 7) and hasattr(out, "buffer")
+            and out.encoding.lower() in ("ascii", "ansi_x3.4-1968")):
+        import io
+        line_buffering = out.line_buffering
+        sys.stdout = io.TextIOWrapper(out.detach(), "utf-8", "surrogateescape",
+                                      line_buffering=line_buffering)
+
+
 def _handoff():
     import logging
     if not _config["ready"]:

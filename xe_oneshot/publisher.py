@@ -188,7 +188,10 @@ def _within(old: str, new: str, tolerance: int, policy: Policy, key: str) -> boo
     published = policy.published.get(key)
     max_age = min(policy.max_age, MAX_AGE.get(key, policy.max_age))
     young = published is not None and policy.now - published < max_age
-    return young and moved < tolerance * policy.threshold
+    try:  # int / int, not tolerance * threshold: a 1000-digit MemTotal overflows a float
+        return young and moved / tolerance < policy.threshold
+    except (OverflowError, ZeroDivisionError):
+        return False
 
 
 class Publisher:

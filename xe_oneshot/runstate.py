@@ -59,7 +59,7 @@ class StateError(Exception):
 
 def now() -> float:
     """Seconds on the boot clock: shared by all processes, counts suspend, never steps."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", 7))  # Linux's 7; named in 3.7
 
 
 class RunState:

@@ -165,7 +165,7 @@ def parse_mac(text: Optional[str]) -> Optional[str]:
 
 def _is_decimal(text: str) -> bool:
     """``0``, ``12``: ASCII digits only (``str.isdigit`` also takes ``²``)."""
-    return bool(text) and text.isascii() and text.isdigit()
+    return bool(text) and max(text) < "\x80" and text.isdigit()  # str.isascii: 3.7+
 
 
 def is_index(text: str) -> bool:

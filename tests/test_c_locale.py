@@ -1,0 +1,45 @@
+"""The commands in the C locale (udev's and a bare init's environment, no LANG).
+
+Python 3.7+ uses UTF-8 there (PEP 538/540); 3.6, the system Python of RHEL 8 and SLES 15,
+would encode stdout as ASCII and die on the first non-ASCII fact with a traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+NAME = "Débian GNU/Linux 12 (bookwörm) ☃"
+
+
+@pytest.fixture
+def guest(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_text(
+        'NAME="Débian"\nID=debian\nVERSION_ID="12"\nPRETTY_NAME="%s"\n' % NAME,
+        encoding="utf-8")
+    return tmp_path
+
+
+def run_in_locale(locale, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    env.update(LC_ALL=locale, PYTHONPATH=str(CHECKOUT), XENSTORED_PATH="/nonexistent")
+    res = subprocess.run([sys.executable] + list(args), env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, timeout=60)
+    return res.returncode, res.stdout.decode("utf-8"), res.stderr.decode("utf-8")
+
+
+def test_print_of_a_non_ascii_os_name_is_the_same_in_the_c_locale(guest):
+    args = ("-m", "xe_oneshot", "--root", str(guest), "--section", "os", "--print")
+    rc, out, err = run_in_locale("C", *args)
+    assert (rc, err) == (0, "")
+    assert "data/os_name = " in out
+    assert (rc, out, err) == run_in_locale("C.UTF-8", *args)
+
+
+def test_distribution_cli_prints_a_non_ascii_os_name_in_the_c_locale(guest):
+    rc, out, err = run_in_locale("C", "-m", "xe_oneshot.distribution_cli", "--root", str(guest))
+    assert (rc, err) == (0, "")
+    assert 'os_name="%s"\n' % NAME in out
