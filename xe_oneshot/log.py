@@ -52,6 +52,10 @@ def _stderr_handler(logging):
     pipe, a full disk): lost diagnostics must not stop a run, nor print a traceback."""
 
     class StderrHandler(logging.StreamHandler):
+        def emit(self, record):
+            self.stream = sys.stderr     # whatever stderr is now (tests swap it)
+            super().emit(record)
+
         def handleError(self, record):  # noqa: N802 (logging's name)
             if isinstance(sys.exc_info()[1], (OSError, ValueError)):
                 return
