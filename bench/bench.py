@@ -152,7 +152,7 @@ def median(values: Sequence[float]) -> float:
 
 def sh(*argv: str, **kw) -> str:
     res = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, **kw)
+                         universal_newlines=True, **kw)
     if res.returncode != 0:
         raise BenchError("%s: %s" % (" ".join(argv[:4]), res.stdout.strip()[-300:]))
     return res.stdout
@@ -270,7 +270,7 @@ class World:
 def ip_batch(commands: Sequence[str]) -> None:
     if commands:
         res = subprocess.run(["ip", "-batch", "-"], input="\n".join(commands) + "\n",
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         if res.returncode != 0:
             raise BenchError("ip -batch: " + res.stdout.strip()[-300:])
 

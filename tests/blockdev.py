@@ -247,7 +247,7 @@ def run_cli(daemon, root, state, *args: str, env: Optional[Dict[str, str]] = Non
     env = dict(daemon.env() if env is None else env, PYTHONPATH=str(CHECKOUT))
     cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(root),
            "--state-dir", str(state)] + list(args)
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
     assert "Traceback" not in res.stderr, res.stderr
     if check:
         assert res.returncode == 0, res.stderr
@@ -271,7 +271,7 @@ def real_unavailable() -> Optional[str]:
 
 def _run(*cmd: str, **kw) -> str:
     res = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, timeout=60,
+                         universal_newlines=True, timeout=60,
                          env=dict(os.environ, LVM_SUPPRESS_FD_WARNINGS="1"), **kw)
     if res.returncode != 0:
         raise RuntimeError("%s failed (%d): %s" % (" ".join(cmd), res.returncode,
@@ -387,7 +387,7 @@ def in_namespace(mounts: Sequence[Dict[str, str]], command: Sequence[str],
     res = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
                           "-m", "tests.blockdev", str(spec)],
                          env=dict(os.environ, PYTHONPATH=str(CHECKOUT)),
-                         capture_output=True, text=True, timeout=180)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=180)
     if res.returncode != 0:
         raise RuntimeError("namespace helper failed: " + res.stderr.strip())
     return json.loads(result.read_text())
@@ -410,10 +410,10 @@ def _namespace_main(spec_path: str) -> int:
         subprocess.run(cmd + [m["source"], m["target"]], check=True)
     for m in spec["mounts"]:
         out = subprocess.run(["stat", "-f", "-c", "%a %S", m["target"]], check=True,
-                             stdout=subprocess.PIPE, text=True).stdout.split()
+                             stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
         avail[m["target"]] = int(out[0]) * int(out[1])
     res = subprocess.run(spec["command"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=spec["env"], text=True, timeout=120)
+                         env=spec["env"], universal_newlines=True, timeout=120)
     Path(spec["result"]).write_text(json.dumps({
         "rc": res.returncode, "stdout": res.stdout, "stderr": res.stderr, "avail": avail}))
     return 0

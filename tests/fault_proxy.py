@@ -74,7 +74,7 @@ class Rule:
     matched: int = 0
     fired: int = 0
 
-    def wants(self, op_names: Tuple[str, ...], op: int, path: str) -> bool:
+    def wants(self, op_names: "Tuple[str, ...]", op: int, path: str) -> bool:
         """Called for every request; updates the counters; True to fire."""
         if self.op is not None:
             if isinstance(self.op, int):

@@ -42,7 +42,7 @@ def need(*programs: str) -> None:
 def make(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run make in the checkout; output kept for the assertion message."""
     res = subprocess.run(["make", "--no-print-directory", "-C", str(CHECKOUT)] + list(args),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                          timeout=300)
     if check and res.returncode != 0:
         raise AssertionError("make %s failed:\n%s" % (" ".join(args), res.stdout))
@@ -60,7 +60,7 @@ def in_namespace(script: str, env: Optional[Dict[str, str]] = None,
     """Run a sh script in a private mount namespace; stdout+stderr merged."""
     return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+                          universal_newlines=True, timeout=timeout)
 
 
 def overlay_usr(staged: Path) -> str:

@@ -61,7 +61,7 @@ class Netns:
         if not shutil.which("ip"):
             raise Unavailable("iproute2's ip is missing")
         res = subprocess.run(["ip", "netns", "add", self.name], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, universal_newlines=True)
         if res.returncode != 0:
             raise Unavailable("ip netns add: " + res.stdout.strip())
         self.ip("link", "set", "lo", "up")
@@ -74,7 +74,7 @@ class Netns:
     def ip(self, *args: str) -> None:
         """``ip -n NS ARGS`` (raises with ip's message on failure)."""
         res = subprocess.run(["ip", "-n", self.name] + list(args), stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)
+                             stderr=subprocess.STDOUT, universal_newlines=True)
         if res.returncode != 0:
             raise RuntimeError("ip %s: %s" % (" ".join(args), res.stdout.strip()))
 
@@ -83,7 +83,7 @@ class Netns:
         """Run a command inside the namespace; stdout/stderr as text."""
         res = subprocess.run(["ip", "netns", "exec", self.name] + list(argv),
                              env=dict(env) if env is not None else None, cwd=str(CHECKOUT),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                              timeout=timeout)
         if check and res.returncode != 0:
             raise RuntimeError("%s failed (%d): %s" % (argv, res.returncode, res.stderr))
@@ -150,7 +150,7 @@ class Netns:
     def batch(self, commands: Iterable[str]) -> None:
         """Many ``ip`` commands in one process (``ip -batch``)."""
         res = subprocess.run(["ip", "-n", self.name, "-batch", "-"], input="\n".join(commands),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         if res.returncode != 0:
             raise RuntimeError("ip -batch: " + res.stdout.strip())
 

@@ -257,7 +257,7 @@ def default_sigint() -> None:
 def popen(daemon_env: Dict[str, str], cmd: List[str]) -> subprocess.Popen:
     env = dict(daemon_env, PYTHONPATH=str(CHECKOUT))
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=default_sigint)
+                            universal_newlines=True, preexec_fn=default_sigint)
 
 
 # -- fixtures shared by the reliability tests (a plugin: tests/conftest.py) ------------

@@ -35,7 +35,7 @@ def bench(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     res = subprocess.run([sys.executable, str(CHECKOUT / "bench" / "bench.py"), "--quick",
                           "--json", str(out / "results.json"), "--output", str(out / "B.md")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                          timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Traceback" not in res.stderr, res.stderr[-3000:]

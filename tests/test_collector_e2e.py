@@ -26,7 +26,7 @@ def run(daemon, root, state, *args, env=None, check=True):
     env = dict(daemon.env() if env is None else env, PYTHONPATH=str(CHECKOUT))
     cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(root),
            "--state-dir", str(state)] + list(args)
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     if check:
         assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
@@ -282,8 +282,8 @@ def test_no_xenstore_is_one_line_and_exit_3(guest, state, tmp_path):
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-such-socket"))
     env["PYTHONPATH"] = str(CHECKOUT)
     res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(guest.root),
-                          "--state-dir", str(state)], env=env, capture_output=True,
-                         text=True, timeout=60)
+                          "--state-dir", str(state)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, timeout=60)
     assert res.returncode == 3
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "no-such-socket" in lines[0], res.stderr
@@ -294,7 +294,7 @@ def test_print_mode_needs_no_xenstore(guest, state, tmp_path):
     env["PYTHONPATH"] = str(CHECKOUT)
     res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(guest.root),
                           "--format", "json", "--section", SECTIONS], env=env,
-                         capture_output=True, text=True, timeout=60)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     import json
     got = json.loads(res.stdout)
@@ -364,7 +364,7 @@ def test_storm_of_50_invocations_coalesces(fresh_xenstored, guest, state):
     cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(guest.root), "--state-dir",
            str(state), "-v", "--section"]
     procs = [subprocess.Popen(cmd + [SECTIONS if i % 2 else "memory"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
              for i in range(50)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 50, [o[1] for o in outs]
@@ -385,8 +385,8 @@ def test_memory_run_imports_neither_psutil_nor_sh(guest, state, tmp_path):
             "if m in sys.modules and m not in before))" % str(guest.root))
     env = dict(os.environ, PYTHONPATH=str(CHECKOUT),
                XENSTORED_PATH=str(tmp_path / "none"))
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=60, cwd=str(CHECKOUT))
+    res = subprocess.run([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, timeout=60, cwd=str(CHECKOUT))
     assert res.stdout.splitlines()[-1] == "0 []", res.stderr
 
 

@@ -282,7 +282,7 @@ def test_state_falls_back_to_a_file_where_xattrs_are_refused(tmp_path):
     script = 'mount -t ramfs none "$1" && exec "$2" -c "$3" "$1/state"'
     res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
                           "sh", str(mnt), sys.executable, FALLBACK_SCRIPT],
-                         capture_output=True, text=True, timeout=60,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
                          cwd=os.path.dirname(os.path.dirname(__file__)))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()

@@ -22,7 +22,7 @@ def run(*args, umask=None, prefix=()):
     """The command as a subprocess: (exit status, stdout, stderr)."""
     res = subprocess.run(
         list(prefix) + [sys.executable, "-m", "xe_oneshot.distribution_cli"] + list(args),
-        cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
         timeout=30, preexec_fn=(lambda: os.umask(umask)) if umask is not None else None)
     assert "Traceback" not in res.stderr
     return res.returncode, res.stdout, res.stderr
@@ -209,7 +209,7 @@ def test_unreadable_file_real_eio(tmp_path):
               '"$2" -m xe_oneshot.distribution_cli --root "$1"; rc=$?; kill $pid; exit $rc')
     res = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(root),
                           sys.executable], cwd=CHECKOUT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, timeout=30)
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith('os_distro="debian"\nos_majorver="12"\n')
     assert res.stderr == ("xe-linux-distribution: warning: ignored /etc/os-release: "
@@ -218,7 +218,7 @@ def test_unreadable_file_real_eio(tmp_path):
     (root / "etc" / "debian_version").unlink()
     res = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(root),
                           sys.executable], cwd=CHECKOUT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, timeout=30)
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
     assert res.returncode == 1
     assert res.stderr == (
         "xe-linux-distribution: no Linux distribution recognised under %s "

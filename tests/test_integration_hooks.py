@@ -27,7 +27,7 @@ def run_hook(script: Path, args: List[str], env: Dict[str, str], stubs: Stubs,
     full = dict(env, PATH="%s:/usr/sbin:/usr/bin:/sbin:/bin" % stubs.dir)
     start = time.monotonic()
     res = subprocess.run([str(script)] + args, env=full, cwd=str(cwd),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                          timeout=10)
     res.elapsed = time.monotonic() - start
     return res
@@ -241,7 +241,7 @@ def test_ifupdown_never_fails_ifup_unknown_unit_or_no_systemctl(staged, stubs, t
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
     (stubs.dir / "systemctl").unlink()
     res = subprocess.run([str(script)], env=dict(ifupdown_env("eth0"), PATH=str(stubs.dir)),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=10)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=10)
     assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
     stubs = Stubs(tmp_path / "stubs2", ["systemctl"])                 # no xe-oneshot
     res = run_hook(script, [], ifupdown_env("eth0"), stubs, tmp_path)
@@ -298,7 +298,7 @@ def run_dhclient(staged: Path, stubs: Stubs, tmp_path: Path, reason: str,
            "HOOKDIR": str(staged / "etc/dhcp/dhclient-exit-hooks.d"),
            "PATH": "%s:/usr/sbin:/usr/bin:/sbin:/bin" % stubs.dir}
     return subprocess.run(["/bin/sh", "-c", DHCLIENT_DRIVER], env=env, cwd=str(tmp_path),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                           timeout=10)
 
 
@@ -355,7 +355,7 @@ def test_new_hooks_pass_shellcheck():
     assert fragment.read_text().startswith("# shellcheck shell=sh\n")
     for path in (script, fragment):
         res = subprocess.run(["shellcheck", "--shell=sh", "--severity=style", str(path)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         assert res.returncode == 0, res.stdout
     # sourced by dhclient-script: an exit or return would cut it short
     code = [line.split("#")[0] for line in fragment.read_text().splitlines()]

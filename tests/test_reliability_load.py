@@ -215,7 +215,7 @@ def test_a_run_killed_while_saving_the_fallback_state_file_is_repaired(daemon, g
         ["unshare", "-m", "--propagation", "private", "sh", "-c",
          'mount -t ramfs -o mode=0700 none "$STATE" && exec "$0" -c "$1" --root "$2" '
          '--section memory', sys.executable, _FALLBACK_DRIVER, str(guest.root)],
-        env=env, capture_output=True, text=True, timeout=60)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0", "0", "lock", "state"], res.stdout + res.stderr
 

@@ -178,7 +178,7 @@ def _exec_start(staged: Path, instance: str, stubs) -> subprocess.CompletedProce
         argv.append(re.sub(r"\S*/xe-oneshot\b", str(stubs.dir / "xe-oneshot"), word))
     return subprocess.run(argv, env={"PATH": "%s:/usr/bin:/bin" % stubs.dir},
                           cwd=str(stubs.dir), stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=10)
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=10)
 
 
 @pytest.mark.parametrize("iface", HOSTILE)

@@ -110,7 +110,7 @@ def collector(daemon, root, state, *args):
     res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--section", "os",
                           "--root", str(root), "--state-dir", str(state)] + list(args),
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, timeout=60)
+                         universal_newlines=True, timeout=60)
     assert "Traceback" not in res.stderr
     return res
 

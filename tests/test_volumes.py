@@ -162,7 +162,7 @@ def test_print_mode_without_xenstore_has_empty_extents(guest, tmp_path):
     env["PYTHONPATH"] = str(CHECKOUT)
     res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--section", "volumes",
                           "--root", str(guest.root), "--format", "json"],
-                         env=env, capture_output=True, text=True, timeout=60)
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     values = json.loads(res.stdout)
     assert [values["data/volumes/%d/name" % n] for n in range(5)] == [
@@ -464,7 +464,7 @@ def test_no_pv_no_pvs_and_no_sh(guest, fakebin):
     env = dict(os.environ, PATH=str(fakebin) + os.pathsep + os.environ["PATH"],
                PYTHONPATH=str(CHECKOUT))
     res = subprocess.run([sys.executable, "-c", code, str(guest.root)], env=env,
-                         capture_output=True, text=True, timeout=60)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     count, sh_loaded, psutil_loaded = res.stdout.split()
     assert int(count) > 0 and sh_loaded == "False" and psutil_loaded == "False"

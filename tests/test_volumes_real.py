@@ -241,7 +241,7 @@ def debian_sh_dir() -> Path:
         return found[0].parent
     base.mkdir(parents=True, exist_ok=True)
     res = subprocess.run(["apt-get", "download", "-q", "python3-sh"], cwd=base,
-                         capture_output=True, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     if res.returncode != 0:
         pytest.skip("apt-get download python3-sh failed: %s" % res.stderr.strip()[-200:])
     deb = sorted(base.glob("python3-sh_*.deb"))[-1]
@@ -285,8 +285,8 @@ def test_run_pvs_with_both_sh_apis(tmp_path, flavour, case):
     if flavour == "debian-1.14":
         path.insert(0, str(debian_sh_dir()))
     env = dict(os.environ, PATH=str(bindir), PYTHONPATH=os.pathsep.join(path))
-    res = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True,
-                         text=True, timeout=60, cwd=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", PROBE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, timeout=60, cwd=str(tmp_path))
     assert res.returncode == 0, res.stderr
     if case == "hangs":
         version, out, child = res.stdout.splitlines()

@@ -502,7 +502,7 @@ def test_import_is_light():
     code = ("import sys; sys.path.insert(0, %r); import xe_oneshot.xenstore; "
             "print(' '.join(sorted(sys.modules)))" % CHECKOUT)
     out = subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE,
-                         text=True, check=True).stdout.split()
+                         universal_newlines=True, check=True).stdout.split()
     heavy = {"typing", "dataclasses", "logging", "asyncio", "psutil", "sh", "argparse",
              "socket", "random", "threading", "inspect"}
     assert heavy.isdisjoint(out), heavy.intersection(out)

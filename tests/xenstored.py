@@ -58,7 +58,7 @@ def xen_root() -> Path:
         debs = base / "debs"
         debs.mkdir(exist_ok=True)
         res = subprocess.run(["apt-get", "download", "-q"] + PACKAGES, cwd=debs,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         if res.returncode != 0:
             raise Unavailable("apt-get download failed (run apt-get update?): "
                               + res.stdout.strip().splitlines()[-1:][0] if res.stdout else "")
@@ -185,7 +185,7 @@ class XenStored:
     def run_tool(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a Debian C tool against this daemon; stdout/stderr as text."""
         return subprocess.run([str(self.tool(name))] + list(args), env=self.env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
                               timeout=20, check=check)
 
     # -- inspection ------------------------------------------------------------

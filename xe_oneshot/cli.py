@@ -4,8 +4,6 @@ The option parser is written by hand: argparse costs a few milliseconds to impor
 this process starts on every udev and network event.
 """
 
-from __future__ import annotations
-
 import errno
 import sys
 
@@ -88,7 +86,7 @@ class OutputError(Exception):
 
 @record
 class Options:
-    sections: List[str] = field(default_factory=list)
+    sections: "List[str]" = field(default_factory=list)
     root: str = "/"
     state_dir: str = "/run/xe-oneshot"
     dry_run: bool = False
@@ -98,7 +96,7 @@ class Options:
     threshold: float = 1.0
     max_age: float = 300.0
     verbose: int = 0
-    action: Optional[str] = None        # "help" or "version"
+    action: "Optional[str]" = None        # "help" or "version"
 
 
 _WITH_VALUE = {"-s": "section", "--section": "section", "--root": "root",
@@ -107,7 +105,7 @@ _WITH_VALUE = {"-s": "section", "--section": "section", "--root": "root",
 _FLAGS = {"--dry-run": "dry_run", "--print": "print_keys", "--no-balloon": "no_balloon"}
 
 
-def parse_args(argv: List[str]) -> Options:
+def parse_args(argv: "List[str]") -> Options:
     """Options from the command line. Raises UsageError."""
     opts = Options()
     args = list(argv)
@@ -166,7 +164,7 @@ def _set_value(opts: Options, attr: str, name: str, value: str) -> None:
         setattr(opts, attr, value)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: "Optional[List[str]]" = None) -> int:
     """Run once; returns the exit status (see HELP)."""
     log.utf8_stdout()
     try:
@@ -249,7 +247,7 @@ _NOTHING_FOUND = {"network": "no Xen VIF or SR-IOV VF found",
                   "volumes": "no block device found"}
 
 
-def _collect(ctx: Context, sections: List[str]):
+def _collect(ctx: Context, sections: "List[str]"):
     """Each section's answer, and the one-line errors of those that failed."""
     results: Dict[str, Collected] = {}
     failed: Dict[str, str] = {}
@@ -293,7 +291,7 @@ def _open_client(required: bool):
         return None
 
 
-def _print_mode(opts: Options, sections: List[str]) -> int:
+def _print_mode(opts: Options, sections: "List[str]") -> int:
     from .xenstore import XenStoreError
     try:
         client = _open_client(required=False)
@@ -318,7 +316,7 @@ def _print_mode(opts: Options, sections: List[str]) -> int:
 
 # -- publishing -------------------------------------------------------------------------
 
-def _run(opts: Options, sections: List[str]) -> int:
+def _run(opts: Options, sections: "List[str]") -> int:
     from .runstate import RunState, StateError, now
     from .xenstore import NoXenStore, XenStoreError
 
@@ -356,7 +354,7 @@ def _run(opts: Options, sections: List[str]) -> int:
             state.close()
 
 
-def _boot_id(ctx: Context) -> Optional[str]:
+def _boot_id(ctx: Context) -> "Optional[str]":
     """This boot's ``boot_id``: the run state of another boot is not ours."""
     try:
         return ctx.root.read_line("/proc/sys/kernel/random/boot_id") or None
@@ -393,7 +391,7 @@ def _peek_state(opts: Options, ctx: Context, RunState):  # noqa: N803
     return RunState(opts.state_dir, _boot_id(ctx)).open(create=False)
 
 
-def _publish(opts: Options, sections: List[str], state, ctx: Context, client,
+def _publish(opts: Options, sections: "List[str]", state, ctx: Context, client,
              requested: float) -> int:
     from .publisher import Policy, Publisher
     from .runstate import now

@@ -38,8 +38,6 @@ the order of :data:`KEYS`. Escaping (:func:`escape`, undone by :func:`parse_fact
 * every other character, UTF-8 encoded as it is.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat
@@ -216,7 +214,7 @@ def shell_value(text: str, hex_escapes: bool = False) -> str:
     return "".join(out)
 
 
-def parse_assignments(text: str, hex_escapes: bool = False) -> Dict[str, str]:
+def parse_assignments(text: str, hex_escapes: bool = False) -> "Dict[str, str]":
     """``KEY=value`` lines (os-release(5), lsb-release): ``{"KEY": "value"}``.
 
     ``ID=debian`` / ``NAME="Debian GNU/Linux"`` / ``ID='x'``. Comments, blank lines and
@@ -245,7 +243,7 @@ def _is_name(key: str) -> bool:
 # --- the parsers, one per format ------------------------------------------------------
 
 
-def parse_redhat_release(text: str) -> Optional[Distribution]:
+def parse_redhat_release(text: str) -> "Optional[Distribution]":
     """Rule 1: a redhat-style release line.
 
     ``CentOS Linux release 7.9.2009 (Core)`` -> centos 7 9;
@@ -296,7 +294,7 @@ def parse_redhat_release(text: str) -> Optional[Distribution]:
     return _make(distro, major, minor, line)
 
 
-def parse_suse_release(text: str) -> Optional[Distribution]:
+def parse_suse_release(text: str) -> "Optional[Distribution]":
     """Rule 2: ``/etc/SuSE-release`` of SUSE Linux Enterprise.
 
     ``SUSE Linux Enterprise Server 11 (x86_64)`` / ``VERSION = 11`` / ``PATCHLEVEL = 4``
@@ -322,7 +320,7 @@ def parse_suse_release(text: str) -> Optional[Distribution]:
     return _make("sles", major, _leading_digits(patchlevel) or "0", name)
 
 
-def parse_sles_os_release(text: str) -> Optional[Distribution]:
+def parse_sles_os_release(text: str) -> "Optional[Distribution]":
     """Rule 2: an os-release of SUSE Linux Enterprise, its VERSION_ID agreeing.
 
     ``PRETTY_NAME="SUSE Linux Enterprise Server 15 SP5"`` + ``VERSION_ID="15.5"``
@@ -346,7 +344,7 @@ def parse_sles_os_release(text: str) -> Optional[Distribution]:
     return _make("sles", major, service_pack, pretty)
 
 
-def parse_lsb_release(text: str) -> Optional[Distribution]:
+def parse_lsb_release(text: str) -> "Optional[Distribution]":
     """Rule 3: ``/etc/lsb-release``.
 
     ``DISTRIB_ID=Ubuntu`` / ``DISTRIB_RELEASE=22.04`` /
@@ -366,7 +364,7 @@ def parse_lsb_release(text: str) -> Optional[Distribution]:
     return _make(distro, major, minor, description)
 
 
-def parse_debian_version(text: str) -> Optional[Distribution]:
+def parse_debian_version(text: str) -> "Optional[Distribution]":
     """Rule 4: ``/etc/debian_version``.
 
     ``12.7`` -> debian 12 7; ``8`` -> debian 8 0; ``trixie/sid`` -> debian with empty
@@ -383,7 +381,7 @@ def parse_debian_version(text: str) -> Optional[Distribution]:
     return _make("debian", major, minor, "Debian " + line)
 
 
-def parse_os_release(text: str) -> Optional[Distribution]:
+def parse_os_release(text: str) -> "Optional[Distribution]":
     """Rule 5: os-release(5).
 
     ``ID=nixos`` / ``VERSION_ID="24.05"`` / ``PRETTY_NAME="NixOS 24.05 (Uakari)"``
@@ -441,7 +439,7 @@ def resolve(root: Root, guest_path: str) -> str:
 
 
 def read_release_file(root: Root, guest_path: str,
-                      problems: Optional[List[str]] = None) -> Optional[str]:
+                      problems: "Optional[List[str]]" = None) -> "Optional[str]":
     """A release file's text (at most :data:`READ_LIMIT` bytes, UTF-8 with undecodable
     bytes replaced), or None when it is absent or cannot be read. A reason for the
     latter is appended to ``problems`` (or logged as a warning when it is None)."""
@@ -465,13 +463,13 @@ def read_release_file(root: Root, guest_path: str,
     return None
 
 
-def detect(root: Root, problems: Optional[List[str]] = None) -> Optional[Distribution]:
+def detect(root: Root, problems: "Optional[List[str]]" = None) -> "Optional[Distribution]":
     """The guest's distribution by DESIGN.md's rules, or None if nothing is recognised.
 
     Files that exist but cannot be read are skipped; why goes to ``problems`` (a list
     the caller reports) or, without one, to the log.
     """
-    def read(path: str) -> Optional[str]:
+    def read(path: str) -> "Optional[str]":
         return read_release_file(root, path, problems)
 
     for path in REDHAT_RELEASE_FILES:
@@ -503,7 +501,7 @@ def detect(root: Root, problems: Optional[List[str]] = None) -> Optional[Distrib
 # --- the facts file -------------------------------------------------------------------
 
 
-def facts(found: Distribution, uname: str) -> Dict[str, str]:
+def facts(found: Distribution, uname: str) -> "Dict[str, str]":
     """The five facts, keyed as in the file: ``{"os_distro": "debian", ...}``."""
     return dict(zip(KEYS, (found.distro, found.major, found.minor, uname, found.name)))
 
@@ -523,12 +521,12 @@ def escape(value: str) -> str:
     return "".join(out)
 
 
-def render(values: Dict[str, str]) -> str:
+def render(values: "Dict[str, str]") -> str:
     """The facts file: ``os_distro="debian"`` ... one line per key of :data:`KEYS`."""
     return "".join('%s="%s"\n' % (key, escape(values[key])) for key in KEYS)
 
 
-def parse_facts(text: str) -> Dict[str, str]:
+def parse_facts(text: str) -> "Dict[str, str]":
     """The facts file back: ``os_name="Ubuntu 24.04.1 LTS"`` -> ``{"os_name": ...}``.
 
     Exact inverse of :func:`render`; reads older files (plain ``key="value"``) too.

@@ -12,8 +12,6 @@ stderr); 2 bad usage; 3 FILE (or stdout) could not be written; 141 stdout's read
 (nothing said).
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import sys
@@ -89,7 +87,7 @@ def write_atomically(path: str, text: str) -> None:
         raise
 
 
-def remove(path: str) -> Optional[str]:
+def remove(path: str) -> "Optional[str]":
     """Remove ``path`` (a symlink itself, not its target); why not, or None."""
     try:
         os.unlink(path)
@@ -100,7 +98,7 @@ def remove(path: str) -> Optional[str]:
     return None
 
 
-def parse_args(argv: List[str]) -> Optional[Tuple[str, Optional[str]]]:
+def parse_args(argv: "List[str]") -> "Optional[Tuple[str, Optional[str]]]":
     """``(root, FILE)`` from the arguments, None for ``--help``, ``("--version", None)``
     for ``--version`` (argparse is too slow to import for a boot hook). Raises
     UsageError."""
@@ -130,7 +128,7 @@ def parse_args(argv: List[str]) -> Optional[Tuple[str, Optional[str]]]:
     return root, (files[0] if files else None)
 
 
-def main(argv: Optional[List[str]] = None, uname: Optional[str] = None) -> int:
+def main(argv: "Optional[List[str]]" = None, uname: "Optional[str]" = None) -> int:
     """Run the command; ``uname`` stands in for ``os.uname().release`` (tests)."""
     log.utf8_stdout()
     try:
@@ -178,7 +176,7 @@ def _say(text: str) -> None:
         pass
 
 
-def _main(argv: Optional[List[str]], uname: Optional[str]) -> int:
+def _main(argv: "Optional[List[str]]", uname: "Optional[str]") -> int:
     try:
         parsed = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as err:

@@ -16,8 +16,6 @@ is opened non-blocking and checked with fstat() on the open descriptor, so nothi
 be swapped in between check and read; anything else raises :class:`NotRegularFile`.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat
@@ -61,8 +59,8 @@ class Root:
             return guest_path
         return os.path.join(self.base, guest_path.lstrip("/"))
 
-    def read_bytes(self, guest_path: str, default: Optional[bytes] = None,
-                   limit: int = MAX_READ) -> Optional[bytes]:
+    def read_bytes(self, guest_path: str, default: "Optional[bytes]" = None,
+                   limit: int = MAX_READ) -> "Optional[bytes]":
         """At most ``limit`` bytes of a regular file, or ``default`` if it is not there.
         Raises :class:`NotRegularFile` for anything else (see the module docstring)."""
         try:
@@ -90,22 +88,22 @@ class Root:
         finally:
             os.close(fd)
 
-    def read_text(self, guest_path: str, default: Optional[str] = None,
-                  limit: int = MAX_READ) -> Optional[str]:
+    def read_text(self, guest_path: str, default: "Optional[str]" = None,
+                  limit: int = MAX_READ) -> "Optional[str]":
         """A file's text (UTF-8, undecodable bytes replaced), or ``default``."""
         data = self.read_bytes(guest_path, None, limit)
         if data is None:
             return default
         return data.decode("utf-8", "replace")
 
-    def read_line(self, guest_path: str, default: Optional[str] = None) -> Optional[str]:
+    def read_line(self, guest_path: str, default: "Optional[str]" = None) -> "Optional[str]":
         """The first line of a file, stripped (sysfs attributes), or ``default``."""
         text = self.read_text(guest_path, None, 64 * 1024)
         if text is None:
             return default
         return text.split("\n", 1)[0].strip()
 
-    def listdir(self, guest_path: str) -> List[str]:
+    def listdir(self, guest_path: str) -> "List[str]":
         """Names in a directory, sorted; empty if it is not there."""
         try:
             return sorted(os.listdir(self.path(guest_path)))
@@ -114,7 +112,7 @@ class Root:
                 return []
             raise
 
-    def readlink(self, guest_path: str) -> Optional[str]:
+    def readlink(self, guest_path: str) -> "Optional[str]":
         """A symlink's target, or None if it is not a symlink or not there."""
         try:
             return os.readlink(self.path(guest_path))

@@ -6,8 +6,6 @@ with (``/dev/disk/by-uuid/...``, ``LABEL=``, a bind mount of a subdirectory). Li
 in mount order.
 """
 
-from __future__ import annotations
-
 from . import log
 from .records import record
 
@@ -24,11 +22,11 @@ MOUNTINFO = "/proc/self/mountinfo"
 _OCTAL = b"01234567"
 
 
-def _bytes(text: Union[str, bytes]) -> bytes:
+def _bytes(text: "Union[str, bytes]") -> bytes:
     return text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
 
 
-def unescape(field: Union[str, bytes]) -> str:
+def unescape(field: "Union[str, bytes]") -> str:
     r"""Undo the kernel's octal escapes (space, tab, newline, backslash) and decode:
     ``/mnt/my\040disk`` → ``/mnt/my disk``.
 
@@ -74,11 +72,11 @@ class Mount:
     mount_id: int = 0
 
     @property
-    def devno(self) -> Tuple[int, int]:
+    def devno(self) -> "Tuple[int, int]":
         return (self.major, self.minor)
 
 
-def parse_line(line: Union[str, bytes]) -> Mount:
+def parse_line(line: "Union[str, bytes]") -> Mount:
     """One mountinfo line; raises ValueError if it is not one.
 
     Sample: ``36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw``
@@ -107,7 +105,7 @@ def _number(field: bytes) -> bool:
     return 0 < len(field) <= 10 and field.isdigit()       # bytes.isdigit(): ASCII only
 
 
-def parse(text: Union[str, bytes]) -> Tuple[List[Mount], int]:
+def parse(text: "Union[str, bytes]") -> "Tuple[List[Mount], int]":
     """All mounts of a mountinfo text in order, and how many lines did not parse.
     Lines end at ``\\n`` only (a name may hold any other byte but NUL)."""
     mounts = []
@@ -122,7 +120,7 @@ def parse(text: Union[str, bytes]) -> Tuple[List[Mount], int]:
     return mounts, bad
 
 
-def read(root: Root, path: str = MOUNTINFO) -> Optional[List[Mount]]:
+def read(root: "Root", path: str = MOUNTINFO) -> "Optional[List[Mount]]":
     """The guest's mounts, or None if the mount table is not there."""
     text = root.read_bytes(path, limit=64 << 20)
     if text is None:

@@ -21,8 +21,6 @@ needs no netlink. The reader is bounded: a receive timeout, a total size limit, 
 malformed data raises OSError.
 """
 
-from __future__ import annotations
-
 import _socket
 import struct
 
@@ -166,7 +164,7 @@ def _dump(sock, seq: int, max_bytes: int) -> AddrDump:
 
 
 def interface_addresses(timeout: float = TIMEOUT,
-                        max_bytes: int = MAX_DUMP_BYTES) -> List[IfAddr]:
+                        max_bytes: int = MAX_DUMP_BYTES) -> "List[IfAddr]":
     """Every IPv4 and IPv6 address of every interface, in the kernel's order. Raises
     OSError when rtnetlink cannot be used or answers nonsense."""
     sock = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC,

@@ -28,8 +28,6 @@ size limit is cut (at a character boundary) with a warning, never sent oversize;
 characters become spaces.
 """
 
-from __future__ import annotations
-
 import time
 
 from . import log
@@ -80,17 +78,17 @@ class Policy:
     threshold: float = 1.0          # in units of the section's tolerance (1% by default)
     max_age: float = 300.0          # seconds
     now: float = 0.0                # boot-clock time of this run
-    published: Dict[str, float] = field(default_factory=dict)   # key -> time written
+    published: "Dict[str, float]" = field(default_factory=dict)   # key -> time written
 
 
 @record
 class Plan:
     """What a run changes: ``writes`` (key -> value, in order) and ``removes``."""
 
-    writes: Dict[str, str] = field(default_factory=dict)
-    removes: List[str] = field(default_factory=list)
-    deferred: List[str] = field(default_factory=list)   # small changes held back
-    denied: List[str] = field(default_factory=list)     # EACCES / E2BIG: not written
+    writes: "Dict[str, str]" = field(default_factory=dict)
+    removes: "List[str]" = field(default_factory=list)
+    deferred: "List[str]" = field(default_factory=list)   # small changes held back
+    denied: "List[str]" = field(default_factory=list)     # EACCES / E2BIG: not written
     first: bool = False                 # data/updated does not exist yet
 
     @property
@@ -116,7 +114,7 @@ def clean_value(key: str, value: str) -> str:
     return value
 
 
-def owner(key: str, owned: Iterable[str]) -> Optional[str]:
+def owner(key: str, owned: "Iterable[str]") -> "Optional[str]":
     """The owned path ``key`` falls under, or None."""
     for path in owned:
         if key == path or key.startswith(path + "/"):
@@ -124,8 +122,8 @@ def owner(key: str, owned: Iterable[str]) -> Optional[str]:
     return None
 
 
-def diff(existing: Dict[str, Optional[str]], nodes: Set[str], owned: Iterable[str],
-         wanted: Dict[str, str], tolerance: Dict[str, int], policy: Policy) -> Plan:
+def diff(existing: "Dict[str, Optional[str]]", nodes: "Set[str]", owned: "Iterable[str]",
+         wanted: "Dict[str, str]", tolerance: "Dict[str, int]", policy: Policy) -> Plan:
     """The plan that turns what is there into what is wanted.
 
     ``nodes``: every node now under the owned paths (the owned paths included);
@@ -156,7 +154,7 @@ def diff(existing: Dict[str, Optional[str]], nodes: Set[str], owned: Iterable[st
     return plan
 
 
-def split(plan: Plan, owned: Iterable[str], budget: int) -> List[List[Tuple[str, Optional[str]]]]:
+def split(plan: Plan, owned: "Iterable[str]", budget: int) -> "List[List[Tuple[str, Optional[str]]]]":
     """The plan's changes as ``(key, value or None to remove)`` batches of at most
     ``budget``, one per transaction. Nearly always a single batch; a very large first
     publication (hundreds of volumes) is cut between units (``data/volumes/<n>``,
@@ -204,8 +202,8 @@ class Publisher:
         self.attempts = attempts
         self.max_ops = max_ops
 
-    def publish(self, owned: List[str], wanted: Dict[str, str],
-                tolerance: Dict[str, int], dry_run: bool = False) -> Plan:
+    def publish(self, owned: "List[str]", wanted: "Dict[str, str]",
+                tolerance: "Dict[str, int]", dry_run: bool = False) -> Plan:
         """Publish ``wanted`` (keys all under ``owned``); returns what was changed."""
         for key in list(wanted):
             if owner(key, owned) is None:
@@ -240,8 +238,8 @@ class Publisher:
         self._remember(plan, owned, wanted, tolerance)
         return plan
 
-    def _remember(self, plan: Plan, owned: List[str], wanted: Dict[str, str],
-                  tolerance: Dict[str, int]) -> None:
+    def _remember(self, plan: Plan, owned: "List[str]", wanted: "Dict[str, str]",
+                  tolerance: "Dict[str, int]") -> None:
         """Note when wandering values were published (their age starts when first seen)."""
         published = self.policy.published
         for key in tolerance:
@@ -253,7 +251,7 @@ class Publisher:
 
     # -- reading ------------------------------------------------------------------
 
-    def _read(self, tx: int, owned: List[str], wanted: Dict[str, str]):
+    def _read(self, tx: int, owned: "List[str]", wanted: "Dict[str, str]"):
         """The nodes under the owned paths that the diff needs, the values of the
         wanted ones, and ``data/updated``'s (None: absent; read with the first values).
 
@@ -284,7 +282,7 @@ class Publisher:
                    nodes, interior)
         return nodes, existing, updated
 
-    def _list(self, tx: int, level: List[str], nodes: Set[str], interior: Set[str]) -> None:
+    def _list(self, tx: int, level: "List[str]", nodes: "Set[str]", interior: "Set[str]") -> None:
         """Add ``level``'s nodes that exist and their children to ``nodes``, descending
         into the interior ones, a level at a time (each level's listings pipelined)."""
         while level:
@@ -301,13 +299,13 @@ class Publisher:
                         nodes.add(node)
             level = below
 
-    def _values(self, tx: int, paths: List[str]) -> List[Optional[str]]:
+    def _values(self, tx: int, paths: "List[str]") -> "List[Optional[str]]":
         return [None if raw is None else raw.decode("utf-8", "replace")
                 for raw in self.client.read_many(paths, tx)]
 
     # -- writing ------------------------------------------------------------------
 
-    def _apply(self, tx: int, batch: List[Tuple[str, Optional[str]]], plan: Plan,
+    def _apply(self, tx: int, batch: "List[Tuple[str, Optional[str]]]", plan: Plan,
                last: bool) -> None:
         """Make the changes of ``batch`` (``(key, value)``; value None: remove) in ``tx``,
         pipelined; in the last batch, ``data/updated`` too if the plan still calls for

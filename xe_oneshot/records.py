@@ -8,12 +8,14 @@ record is declared the same way::
     class Volume:
         name: str
         size: int = 0
-        mount_points: List[str] = field(default_factory=list)
+        mount_points: "List[str]" = field(default_factory=list)
 
 and gets ``__init__`` (positional in declaration order, or by keyword), ``__repr__`` and
 ``__eq__``; ``@record(frozen=True)`` also forbids assignment and makes it hashable.
-Annotations are only read for their names (modules use ``from __future__ import
-annotations``, so ``typing`` need not be imported at run time either).
+Annotations are only read for their names: modules write those that name ``typing``
+as strings (``mount_points: "List[str]"``) and import ``typing`` only under
+``TYPE_CHECKING``, so it is not imported at run time (Python 3.6 has no
+``from __future__ import annotations``).
 """
 
 _MISSING = object()

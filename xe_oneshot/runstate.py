@@ -33,8 +33,6 @@ by us and not writable by others; files are opened relative to it with O_NOFOLLO
 created 0600, so a planted symlink is never written through.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat
@@ -52,7 +50,7 @@ class StateError(Exception):
     """The state directory cannot be used (message is one line); ``errno`` is the
     system error behind it, or None when it is unsafe (symlink, owner, mode)."""
 
-    def __init__(self, message: str, code: Optional[int] = None):
+    def __init__(self, message: str, code: "Optional[int]" = None):
         super().__init__(message)
         self.errno = code
 
@@ -65,7 +63,7 @@ def now() -> float:
 class RunState:
     """The state directory: lock, remembered values. Use as a context manager."""
 
-    def __init__(self, directory: str, boot: Optional[str] = None):
+    def __init__(self, directory: str, boot: "Optional[str]" = None):
         self.directory = directory
         self.boot = boot             # this boot's boot_id (None: unknown)
         self._dir_fd = -1
@@ -150,7 +148,7 @@ class RunState:
 
     # -- values -------------------------------------------------------------------
 
-    def _load(self) -> Dict[str, str]:
+    def _load(self) -> "Dict[str, str]":
         if self._values is not None:
             return self._values
         values: Dict[str, str] = {}
@@ -182,20 +180,20 @@ class RunState:
         self._values = values
         return values
 
-    def get(self, name: str) -> Optional[str]:
+    def get(self, name: str) -> "Optional[str]":
         return self._load().get(name)
 
-    def get_float(self, name: str) -> Optional[float]:
+    def get_float(self, name: str) -> "Optional[float]":
         try:
             return float(self._load()[name])
         except (KeyError, ValueError):
             return None
 
-    def items(self, prefix: str) -> Dict[str, str]:
+    def items(self, prefix: str) -> "Dict[str, str]":
         """Remembered values whose name starts with ``prefix`` (prefix removed)."""
         return {k[len(prefix):]: v for k, v in self._load().items() if k.startswith(prefix)}
 
-    def set(self, name: str, value: Optional[str]) -> None:
+    def set(self, name: str, value: "Optional[str]") -> None:
         """Remember (None: forget) a value; saved by :meth:`save`."""
         values = self._load()
         if values.get(name) != value:
@@ -260,7 +258,7 @@ class RunState:
 
     # -- coordination -------------------------------------------------------------
 
-    def pending(self, sections: Iterable[str], requested: float) -> List[str]:
+    def pending(self, sections: "Iterable[str]", requested: float) -> "List[str]":
         """The sections no run has started since ``requested`` (call under the lock)."""
         out = []
         for name in sections:
@@ -269,7 +267,7 @@ class RunState:
                 out.append(name)
         return out
 
-    def mark_started(self, sections: Iterable[str], when: float) -> None:
+    def mark_started(self, sections: "Iterable[str]", when: float) -> None:
         """Note that a run of ``sections`` started at ``when`` (saved by save())."""
         for name in sections:
             self.set("started." + name, repr(when))
@@ -292,7 +290,7 @@ class _FdXattrs:
     def __init__(self, fd: int):
         self.fd = fd
 
-    def list(self) -> List[str]:
+    def list(self) -> "List[str]":
         return os.listxattr(self.fd)
 
     def get(self, name: str) -> bytes:
@@ -319,7 +317,7 @@ def _read_fd(fd: int) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def _parse_state_file(text: str) -> Dict[str, str]:
+def _parse_state_file(text: str) -> "Dict[str, str]":
     """The fallback file's values. Sample line: ``started.memory<TAB>1234.5``."""
     values = {}
     for line in text.splitlines():

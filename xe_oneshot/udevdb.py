@@ -4,8 +4,6 @@ udev keeps one file per device, ``/run/udev/data/b<major>:<minor>``; its ``E:`` 
 the device's properties (``ID_FS_TYPE``, ``ID_PART_ENTRY_UUID``, ...).
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict
@@ -15,7 +13,7 @@ if TYPE_CHECKING:
 UDEV_DATA = "/run/udev/data"
 
 
-def parse(text: str) -> Dict[str, str]:
+def parse(text: str) -> "Dict[str, str]":
     """The ``E:`` properties of a udev database file.
 
     Sample line: ``E:ID_FS_TYPE=ext4``. Other records (``S:`` links, ``I:``, ``G:``
@@ -30,7 +28,7 @@ def parse(text: str) -> Dict[str, str]:
     return props
 
 
-def read_block(root: Root, major: int, minor: int) -> Dict[str, str]:
+def read_block(root: "Root", major: int, minor: int) -> "Dict[str, str]":
     """Properties of block device ``major:minor``; empty if udev has no record of it."""
     text = root.read_text("%s/b%d:%d" % (UDEV_DATA, major, minor), limit=256 * 1024)
     return parse(text) if text is not None else {}

@@ -5,8 +5,6 @@ indices). What is absent or unreadable there reads as None / an empty listing: a
 collector never fails because dom0 left something out.
 """
 
-from __future__ import annotations
-
 from .sections import XenStoreReader
 
 TYPE_CHECKING = False
@@ -20,19 +18,19 @@ class ClientReader(XenStoreReader):
     def __init__(self, client):
         self.client = client
 
-    def read(self, path: str) -> Optional[str]:
+    def read(self, path: str) -> "Optional[str]":
         try:
             return self.client.read(path).decode("utf-8", "replace")
         except (OSError, ValueError):
             return None
 
-    def directory(self, path: str) -> List[str]:
+    def directory(self, path: str) -> "List[str]":
         try:
             return self.client.directory(path)
         except (OSError, ValueError):
             return []
 
-    def read_many(self, paths: List[str]) -> List[Optional[str]]:
+    def read_many(self, paths: "List[str]") -> "List[Optional[str]]":
         """The values, pipelined; one refused read falls back to reading each alone."""
         try:
             raw = self.client.read_many(paths)

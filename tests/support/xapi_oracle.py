@@ -113,7 +113,7 @@ def ocaml_int64_of_string(text: str) -> int:
 
 # -- the home tree --------------------------------------------------------------------
 
-def _complete(tree: Tree) -> "OrderedDict[str, str]":
+def _complete(tree: "Tree") -> "OrderedDict[str, str]":
     """The tree with every interior node present (empty value if absent), values as
     text, in the mapping's order."""
     out: "OrderedDict[str, str]" = OrderedDict()
@@ -192,7 +192,7 @@ def utf8_recode(value: str) -> str:
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def xenopsd_copy(tree: Tree, quota: int = QUOTA_BYTES) -> Pairs:
+def xenopsd_copy(tree: "Tree", quota: int = QUOTA_BYTES) -> "Pairs":
     """The ``guest_agent`` list of ``VM.get_state`` (xenops_server_xen.ml), in its
     order: ``ls_lR`` of each :data:`COPIED` dir, every node visited (interior ones with
     their empty value), children listed while the depth is >= 0, an excluded dir and
@@ -220,7 +220,7 @@ def xenopsd_copy(tree: Tree, quota: int = QUOTA_BYTES) -> Pairs:
 
 # -- 2. xapi's lookup and list over the copy ------------------------------------------
 
-def xapi_lookup(state: Pairs, key: str) -> Optional[str]:
+def xapi_lookup(state: "Pairs", key: str) -> Optional[str]:
     """``lookup`` of ``update_vm`` (xapi_xenops.ml): ``List.assoc_opt key``: exact key,
     first match."""
     for k, v in state:
@@ -229,7 +229,7 @@ def xapi_lookup(state: Pairs, key: str) -> Optional[str]:
     return None
 
 
-def xapi_list(state: Pairs, directory: str) -> List[str]:
+def xapi_list(state: "Pairs", directory: str) -> List[str]:
     """``list`` of ``update_vm`` (xapi_xenops.ml): for every copied path that starts with
     ``directory`` *as a string* (no ``/`` added: ``attr/vif`` also matches
     ``attr/vif2/x``), the first non-empty component of the rest; duplicates removed by
@@ -270,7 +270,7 @@ class _Failure(Exception):
     """OCaml's ``Failure``."""
 
 
-def networks(path: str, vif_type: str, list_: Callable[[str], List[str]]) -> Pairs:
+def networks(path: str, vif_type: str, list_: Callable[[str], List[str]]) -> "Pairs":
     """``networks`` (xapi_guest_agent.ml): (xenstore key, networks map key) pairs.
 
     For each ``<path>/<vif_type>/<id>`` (listing reversed by the fold): each of its
@@ -287,7 +287,7 @@ def networks(path: str, vif_type: str, list_: Callable[[str], List[str]]) -> Pai
         except ValueError:
             raise _Failure(name) from None
 
-    def extract_ip_ver(vif_path: str, vif_id: str, acc: Pairs, ip_ver: str) -> Pairs:
+    def extract_ip_ver(vif_path: str, vif_id: str, acc: "Pairs", ip_ver: str) -> "Pairs":
         ids = list_(vif_path + "/" + ip_ver)
         try:
             if len(ids) >= 2:
@@ -305,7 +305,7 @@ def networks(path: str, vif_type: str, list_: Callable[[str], List[str]]) -> Pai
         except _Failure:
             return []
 
-    def find_all_vif_ips(vif_path: str, vif_id: str) -> Pairs:
+    def find_all_vif_ips(vif_path: str, vif_id: str) -> "Pairs":
         acc: Pairs = []
         for ip_ver in [a for a in list_(vif_path) if a in ("ipv4", "ipv6")]:
             acc = extract_ip_ver(vif_path, vif_id, acc, ip_ver)
@@ -332,7 +332,7 @@ def networks(path: str, vif_type: str, list_: Callable[[str], List[str]]) -> Pai
 
 
 def _windows_driver_versions(lookup: Callable[[str], Optional[str]],
-                             list_: Callable[[str], List[str]]) -> Pairs:
+                             list_: Callable[[str], List[str]]) -> "Pairs":
     """``get_windows_driver_versions``: ``drivers/<int>`` = "vendor NAME version attr"
     -> (name lower-cased, "vendor version attr"). Our reading of
     ``Scanf.sscanf "%s@ %s@ %s@ %s@\\n"``: split at the first three spaces, the last
@@ -360,7 +360,7 @@ def guest_metrics(lookup: Callable[[str], Optional[str]],
     all_control = list_("control")
     cant_suspend_reason = lookup("data/cant_suspend_reason")
 
-    def to_map(pairs: Iterable[Tuple[str, str]]) -> Pairs:
+    def to_map(pairs: Iterable[Tuple[str, str]]) -> "Pairs":
         out = []
         for xskey, mapkey in pairs:
             value = lookup(xskey)
@@ -397,7 +397,7 @@ def guest_metrics(lookup: Callable[[str], Optional[str]],
     }
 
 
-def pv_drivers(os_version: Pairs, pv_drivers_version: Pairs):
+def pv_drivers(os_version: "Pairs", pv_drivers_version: "Pairs"):
     """``get_drivers_version`` (xapi_pv_driver_version.ml): ("Linux" or "Windows", major,
     minor, micro, build), or "Unknown" (= no PV drivers for xapi's operation checks)
     when major or minor is missing or any present field fails ``int_of_string``; micro
@@ -420,18 +420,18 @@ def pv_drivers(os_version: Pairs, pv_drivers_version: Pairs):
 
 # -- 4. squeezed and rrdp-squeezed (they read the store itself) -----------------------
 
-def can_balloon(tree: Tree) -> bool:
+def can_balloon(tree: "Tree") -> bool:
     """``Domain.get_feature_balloon`` (squeeze_xen.ml): ``control/feature-balloon`` can
     be read (its value is ignored: ``0`` still means "can balloon")."""
     return "control/feature-balloon" in _complete(tree)
 
 
-def has_guest_agent(tree: Tree) -> bool:
+def has_guest_agent(tree: "Tree") -> bool:
     """``Domain.get_guest_agent`` (squeeze_xen.ml): ``data/updated`` can be read."""
     return "data/updated" in _complete(tree)
 
 
-def memory_internal_free(tree: Tree) -> Optional[int]:
+def memory_internal_free(tree: "Tree") -> Optional[int]:
     """The VM's ``memory_internal_free`` (KiB) of rrdp_squeezed.ml: its watch on
     ``data/meminfo_free`` reads the value with ``Int64.of_string``. None when absent
     (the plugin forgets the value) or unparsable (the plugin's watch callback raises and
@@ -474,7 +474,7 @@ def wakes_xenopsd(op: str, path: str, legacy: bool = True) -> bool:
 
 # -- all of it ------------------------------------------------------------------------
 
-def toolstack_view(tree: Tree) -> Dict[str, object]:
+def toolstack_view(tree: "Tree") -> Dict[str, object]:
     """What an admin sees of the guest: the VM_guest_metrics fields xapi stores (as
     dicts; the order xapi keeps is in :func:`guest_metrics`), ``PV_drivers`` as parsed
     for operation checks, and squeezed's / rrdp-squeezed's view."""

@@ -15,8 +15,6 @@ Sections are imported only when asked for, so that a ``memory`` run loads neithe
 psutil nor sh.
 """
 
-from __future__ import annotations
-
 import sys
 
 from ..guest import Root
@@ -27,7 +25,7 @@ if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional, Tuple
 
 #: Section name -> module (in this package) implementing it, in publishing order.
-SECTIONS: Dict[str, str] = {
+SECTIONS: "Dict[str, str]" = {
     "os": "osinfo",
     "misc": "misc",
     "memory": "memory",
@@ -38,7 +36,7 @@ SECTIONS: Dict[str, str] = {
 #: Names accepted by ``--section`` besides the sections themselves. ``ephemeral`` is
 #: what the 60 s timer runs: what changes with no event to announce it (free memory,
 #: free space, and addresses set by ifupdown, SLAAC, a VIP or ``ip addr add``).
-GROUPS: Dict[str, Tuple[str, ...]] = {
+GROUPS: "Dict[str, Tuple[str, ...]]" = {
     "static": ("os", "misc"),
     "ephemeral": ("memory", "network", "volumes"),
     "all": tuple(SECTIONS),
@@ -57,13 +55,13 @@ class XenStoreReader:
     empty: a collector never fails because dom0 left something out.
     """
 
-    def read(self, path: str) -> Optional[str]:
+    def read(self, path: str) -> "Optional[str]":
         raise NotImplementedError
 
-    def directory(self, path: str) -> List[str]:
+    def directory(self, path: str) -> "List[str]":
         raise NotImplementedError
 
-    def read_many(self, paths: List[str]) -> List[Optional[str]]:
+    def read_many(self, paths: "List[str]") -> "List[Optional[str]]":
         """``read`` of each path (a reader may pipeline them)."""
         return [self.read(path) for path in paths]
 
@@ -74,7 +72,7 @@ class Context:
 
     root: Root = field(default_factory=Root)
     #: None when there is no XenStore (print mode on a machine that is not a Xen guest).
-    xenstore: Optional[XenStoreReader] = None
+    xenstore: "Optional[XenStoreReader]" = None
     #: ``--no-balloon``: do not report ``control/feature-balloon`` (it is removed).
     no_balloon: bool = False
 
@@ -83,14 +81,14 @@ class Context:
 class Collected:
     """A section's answer: keys (relative to the guest's home) and their text values."""
 
-    values: Dict[str, str] = field(default_factory=dict)
+    values: "Dict[str, str]" = field(default_factory=dict)
     #: Keys whose value is an integer that wanders (free memory, free space): a change
     #: smaller than the tolerance is not republished until the published value is older
     #: than the publisher's maximum age. Key -> tolerance (same unit as the value).
-    tolerance: Dict[str, int] = field(default_factory=dict)
+    tolerance: "Dict[str, int]" = field(default_factory=dict)
 
 
-def expand(names: Iterable[str]) -> List[str]:
+def expand(names: "Iterable[str]") -> "List[str]":
     """Section names for ``--section`` arguments (names, groups, comma lists), in
     publishing order. Raises ValueError naming an unknown one."""
     wanted = set()

@@ -12,8 +12,6 @@ publisher holds smaller moves back until the published value is old, at most
 ``publisher.MAX_AGE`` (110 s: as fresh as the classic agent, which rewrites it every
 120 s; see publisher.py)."""
 
-from __future__ import annotations
-
 from . import Collected, Context, SectionError
 
 TYPE_CHECKING = False
@@ -23,7 +21,7 @@ if TYPE_CHECKING:
 OWNS = ("data/meminfo_total", "data/meminfo_free")
 
 
-def parse_meminfo(text: str) -> Dict[str, int]:
+def parse_meminfo(text: str) -> "Dict[str, int]":
     """Fields of ``/proc/meminfo`` in kB.
 
     Sample line: ``MemAvailable:    1534440 kB``. Lines that do not parse are skipped.

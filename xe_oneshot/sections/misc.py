@@ -15,8 +15,6 @@ for the guest (EACCES on the write or the removal): the publisher warns once and
 publishes the rest.
 """
 
-from __future__ import annotations
-
 from .. import __version__
 from . import Collected, Context
 
@@ -31,7 +29,7 @@ OWNS = ("attr/PVAddons", "control/feature-balloon")
 BALLOON_DRIVER = "/sys/devices/system/xen_memory/xen_memory0"
 
 
-def version_numbers(version: str) -> List[str]:
+def version_numbers(version: str) -> "List[str]":
     """Major, minor, micro, build of a version string, each a decimal integer.
 
     ``1.2.3`` → 1 2 3 0; ``1.2.3.45`` or ``1.2.3+45`` → 1 2 3 45; ``1.2.dev0`` → 1 2 0 0.

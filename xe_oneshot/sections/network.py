@@ -46,8 +46,6 @@ Indices, without local state (the published ones are read back through
 * Without XenStore (print mode) numbering starts from 0 in that order.
 """
 
-from __future__ import annotations
-
 from _socket import AF_INET, AF_INET6, if_nametoindex, inet_ntop, inet_pton
 
 from . import Collected
@@ -114,13 +112,13 @@ class Addresses:
     """One target's current addresses per family, in publishing order, no duplicates
     (a set beside each list: de-duplicating stays linear), and each family's primary."""
 
-    by_family: Dict[str, List[str]] = field(default_factory=lambda: {"ipv4": [], "ipv6": []})
-    seen: Dict[str, set] = field(default_factory=lambda: {"ipv4": set(), "ipv6": set()})
+    by_family: "Dict[str, List[str]]" = field(default_factory=lambda: {"ipv4": [], "ipv6": []})
+    seen: "Dict[str, set]" = field(default_factory=lambda: {"ipv4": set(), "ipv6": set()})
     #: family -> the primary address (see the module docstring) and its rank.
-    primary: Dict[str, str] = field(default_factory=dict)
-    rank: Dict[str, Tuple[int, int]] = field(default_factory=dict)
+    primary: "Dict[str, str]" = field(default_factory=dict)
+    rank: "Dict[str, Tuple[int, int]]" = field(default_factory=dict)
 
-    def add(self, entry: IfAddr, position: int) -> None:
+    def add(self, entry: "IfAddr", position: int) -> None:
         """Add one kernel entry of the device ``position`` steps up from the interface
         (0: the interface itself); entries come in the kernel's order."""
         family = _FAMILY_KEY.get(entry.family)
@@ -143,7 +141,7 @@ class Addresses:
 
 # -- parsers ---------------------------------------------------------------------------
 
-def parse_vif_nodename(text: Optional[str]) -> Optional[str]:
+def parse_vif_nodename(text: "Optional[str]") -> "Optional[str]":
     """The VIF id in a netfront ``device/nodename``: ``device/vif/0`` -> ``"0"``."""
     if text is None:
         return None
@@ -151,7 +149,7 @@ def parse_vif_nodename(text: Optional[str]) -> Optional[str]:
     return vifid if prefix == "device/vif" and _is_decimal(vifid) else None
 
 
-def parse_mac(text: Optional[str]) -> Optional[str]:
+def parse_mac(text: "Optional[str]") -> "Optional[str]":
     """A MAC address, lower-cased: ``00:16:3E:0A:0B:0C`` -> ``00:16:3e:0a:0b:0c``;
     None if malformed."""
     if text is None:
@@ -174,7 +172,7 @@ def is_index(text: str) -> bool:
     return _is_decimal(text) and (text == "0" or text[0] != "0")
 
 
-def canonical(family: int, text: str) -> Optional[str]:
+def canonical(family: int, text: str) -> "Optional[str]":
     """An address in its canonical text form, without psutil's ``%<iface>`` scope:
     ``fe80::0:1%eth0`` -> ``fe80::1``; None if it is not an address of ``family``."""
     text = text.split("%", 1)[0].strip()
@@ -193,7 +191,7 @@ def fits(prefix: str, ident: str) -> bool:
 
 # -- readers ---------------------------------------------------------------------------
 
-def vf_ids_by_mac(xenstore: Optional[XenStoreReader]) -> Dict[str, str]:
+def vf_ids_by_mac(xenstore: "Optional[XenStoreReader]") -> "Dict[str, str]":
     """MAC -> SR-IOV VF id from ``xenserver/device/net-sriov-vf/<id>/mac``; malformed
     MACs are ignored, and a MAC given twice keeps its first id. An id that is not a
     XenStore name, or whose keys would be too long to publish, is ignored with a
@@ -218,15 +216,15 @@ def vf_ids_by_mac(xenstore: Optional[XenStoreReader]) -> Dict[str, str]:
     return out
 
 
-def interface_mac(root: Root, name: str) -> Optional[str]:
+def interface_mac(root: "Root", name: str) -> "Optional[str]":
     """The interface's own MAC: a bond slave's permanent one, else ``address``."""
     base = "%s/%s" % (SYS_NET, name)
     mac = parse_mac(root.read_line(base + "/bonding_slave/perm_hwaddr"))
     return mac or parse_mac(root.read_line(base + "/address"))
 
 
-def find_targets(root: Root, names: Iterable[str],
-                 vf_by_mac: Dict[str, str]) -> Dict[str, Target]:
+def find_targets(root: "Root", names: "Iterable[str]",
+                 vf_by_mac: "Dict[str, str]") -> "Dict[str, Target]":
     """Interface name -> target, for the VIFs and SR-IOV VFs among ``names``."""
     out: Dict[str, Target] = {}
     for name in names:
@@ -246,7 +244,7 @@ def find_targets(root: Root, names: Iterable[str],
     return out
 
 
-def stacked(root: Root, name: str) -> List[str]:
+def stacked(root: "Root", name: str) -> "List[str]":
     """Devices stacked on ``name`` (its ``master`` and ``upper_*`` links, any depth),
     nearest first; each once, loops ignored."""
     seen = {name}
@@ -268,7 +266,7 @@ def stacked(root: Root, name: str) -> List[str]:
     return order
 
 
-def published_indices(xenstore: Optional[XenStoreReader], path: str) -> Dict[str, int]:
+def published_indices(xenstore: "Optional[XenStoreReader]", path: str) -> "Dict[str, int]":
     """Canonical address -> index as published under ``path`` (``attr/vif/0/ipv4``).
     Non-integer indices are not ours to keep; an address published twice keeps its
     lowest index."""
@@ -288,9 +286,9 @@ def published_indices(xenstore: Optional[XenStoreReader], path: str) -> Dict[str
     return found
 
 
-def assign_indices(current: List[str], published: Dict[str, int],
-                   primary: Optional[str] = None,
-                   limit: int = MAX_PER_FAMILY) -> Dict[int, str]:
+def assign_indices(current: "List[str]", published: "Dict[str, int]",
+                   primary: "Optional[str]" = None,
+                   limit: int = MAX_PER_FAMILY) -> "Dict[int, str]":
     """Index -> address: ``primary`` takes index 0; every other published address
     keeps its index; the others (in order, the one that held index 0 among them)
     take the lowest free indices while fewer than ``limit`` are taken. Linear.
@@ -324,7 +322,7 @@ def assign_indices(current: List[str], published: Dict[str, int],
     return out
 
 
-def interface_index(root: Root, name: str) -> Optional[int]:
+def interface_index(root: "Root", name: str) -> "Optional[int]":
     """The interface's index: ``/sys/class/net/<if>/ifindex``; where the tree has no
     such file (a hand-made guest tree), the kernel's for that name (``if_nametoindex``:
     an ioctl, no netlink); None if neither knows it."""
@@ -337,7 +335,7 @@ def interface_index(root: Root, name: str) -> Optional[int]:
         return None
 
 
-def by_index(entries: Iterable[IfAddr]) -> Dict[int, List[IfAddr]]:
+def by_index(entries: "Iterable[IfAddr]") -> "Dict[int, List[IfAddr]]":
     """Interface index -> its entries, in the kernel's order."""
     out: Dict[int, List[IfAddr]] = {}
     for entry in entries:
@@ -345,8 +343,8 @@ def by_index(entries: Iterable[IfAddr]) -> Dict[int, List[IfAddr]]:
     return out
 
 
-def gather(root: Root, targets: Dict[str, Target],
-           entries: Dict[int, List[IfAddr]]) -> Dict[Target, Addresses]:
+def gather(root: "Root", targets: "Dict[str, Target]",
+           entries: "Dict[int, List[IfAddr]]") -> "Dict[Target, Addresses]":
     """Each target's addresses: its interface's own, then each stacked device's."""
     current: Dict[Target, Addresses] = {}
     for name in sorted(targets):
@@ -358,7 +356,7 @@ def gather(root: Root, targets: Dict[str, Target],
     return current
 
 
-def read_addresses(root: Root, names: List[str]) -> List[IfAddr]:
+def read_addresses(root: "Root", names: "List[str]") -> "List[IfAddr]":
     """Every interface's addresses: from one rtnetlink dump, or, where rtnetlink is
     refused (seccomp, ``RestrictAddressFamilies=``), from /proc/net/if_inet6 and the
     SIOCGIFCONF ioctl (:mod:`..ifconf`, which knows less: see there). Neither imports
@@ -380,7 +378,7 @@ def read_addresses(root: Root, names: List[str]) -> List[IfAddr]:
 
 # -- the section -----------------------------------------------------------------------
 
-def collect(ctx: Context) -> Collected:
+def collect(ctx: "Context") -> Collected:
     """Addresses of every VIF and SR-IOV VF, the primary at index 0, others stable."""
     root = ctx.root
     names = root.listdir(SYS_NET)

@@ -7,8 +7,6 @@ empty) ``os_distro``, the distribution is detected in-process with the same rule
 ``os_uname`` is the running kernel's.
 """
 
-from __future__ import annotations
-
 import os
 
 from .. import distribution, log

@@ -69,8 +69,6 @@ mountinfo and /proc/swaps, one bounded statvfs per mounted volume (a thread each
 ~0.2 ms); no process, no psutil, no sh.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 
@@ -145,10 +143,10 @@ class BlockDevice:
 
     name: str                 #: kernel name: ``xvda1``
     disk: str                 #: its disk's name (its own for a whole disk)
-    devno: Tuple[int, int]    #: (major, minor) from sysfs ``dev``
+    devno: "Tuple[int, int]"    #: (major, minor) from sysfs ``dev``
     sectors: int              #: sysfs ``size``: 512-byte sectors
     partition: int = 0        #: partition number; 0 for a whole disk
-    props: Dict[str, str] = field(default_factory=dict)   #: udev properties
+    props: "Dict[str, str]" = field(default_factory=dict)   #: udev properties
 
     @property
     def size(self) -> int:
@@ -163,9 +161,9 @@ class BlockDevice:
 class Usage:
     """What is on a volume: ``mount_points``, ``filesystem`` and ``free`` (if known)."""
 
-    mount_points: List[str]
+    mount_points: "List[str]"
     filesystem: str
-    free: Optional[int]
+    free: "Optional[int]"
 
 
 @record(frozen=True)
@@ -189,7 +187,7 @@ class Swap:
 
 # -- parsers -------------------------------------------------------------------------
 
-def disk_order(name: str) -> Tuple[str, tuple, str]:
+def disk_order(name: str) -> "Tuple[str, tuple, str]":
     """Sort key putting disk names in natural order.
 
     ``xvda`` < ``xvdz`` < ``xvdaa`` (letters count like a spreadsheet's columns);
@@ -240,7 +238,7 @@ def _is_number(text: str) -> bool:
     return bool(text) and set(text) <= _DIGITS
 
 
-def parse_number(text: str) -> Optional[int]:
+def parse_number(text: str) -> "Optional[int]":
     """A decimal number of at most 20 ASCII digits (any 64-bit count), else None.
 
     Not ``str.isdigit()`` + ``int()``: isdigit accepts ``²`` which int refuses, and int
@@ -250,7 +248,7 @@ def parse_number(text: str) -> Optional[int]:
     return int(text) if 0 < len(text) <= 20 and set(text) <= _DIGITS else None
 
 
-def parse_devno(text: str) -> Tuple[int, int]:
+def parse_devno(text: str) -> "Tuple[int, int]":
     """sysfs ``dev``: ``202:1`` → (202, 1). Raises ValueError."""
     major, colon, minor = text.strip().partition(":")
     major_n, minor_n = parse_number(major), parse_number(minor)
@@ -259,7 +257,7 @@ def parse_devno(text: str) -> Tuple[int, int]:
     return major_n, minor_n
 
 
-def parse_pvs(text: str) -> List[PhysicalVolume]:
+def parse_pvs(text: str) -> "List[PhysicalVolume]":
     """The output of ``pvs --noheadings --units b -o pv_name,pv_free,pv_fmt``.
 
     Sample line: ``  /dev/xvdb1  1069547520B lvm2``. Lines that do not parse (an
@@ -277,7 +275,7 @@ def parse_pvs(text: str) -> List[PhysicalVolume]:
     return pvs
 
 
-def parse_swaps(text: str) -> List[Swap]:
+def parse_swaps(text: str) -> "List[Swap]":
     """``/proc/swaps`` (sizes in KiB) as records in bytes.
 
     Sample line: ``/dev/xvda5   partition  1046524  1024  -2``; the header line and
@@ -309,8 +307,8 @@ class _Skipped:
                         ", ".join(self.names))
 
 
-def read_device(root: Root, sysdir: str, name: str, disk: str, partition: int,
-                skipped: _Skipped) -> Optional[BlockDevice]:
+def read_device(root: "Root", sysdir: str, name: str, disk: str, partition: int,
+                skipped: _Skipped) -> "Optional[BlockDevice]":
     """A block device from its sysfs directory, or None if it vanished or is garbled."""
     dev = root.read_line(sysdir + "/dev")
     size = root.read_line(sysdir + "/size")
@@ -326,7 +324,7 @@ def read_device(root: Root, sysdir: str, name: str, disk: str, partition: int,
         return None
 
 
-def read_disks(root: Root, skipped: _Skipped) -> List[Tuple[BlockDevice, List[BlockDevice]]]:
+def read_disks(root: "Root", skipped: _Skipped) -> "List[Tuple[BlockDevice, List[BlockDevice]]]":
     """Every disk in natural order, each with its partitions in numeric order."""
     names = [name for name in root.listdir(SYS_BLOCK)
              if root.lexists("%s/%s/device" % (SYS_BLOCK, name))]
@@ -365,7 +363,7 @@ def _trailing_digits(name: str) -> str:
     return name[end:]
 
 
-def read_partuuids(root: Root) -> Dict[str, str]:
+def read_partuuids(root: "Root") -> "Dict[str, str]":
     """Device name -> PARTUUID from the ``/dev/disk/by-partuuid`` links."""
     found = {}
     for uuid in root.listdir(BY_PARTUUID):
@@ -375,7 +373,7 @@ def read_partuuids(root: Root) -> Dict[str, str]:
     return found
 
 
-def xen_extent(root: Root, xenstore: Optional[XenStoreReader], disk: str) -> str:
+def xen_extent(root: "Root", xenstore: "Optional[XenStoreReader]", disk: str) -> str:
     """``<backend>/dev`` of a Xen disk (``xvda``); empty for any other disk or if dom0
     left something out. Only a plausible backend path is followed."""
     if xenstore is None:
@@ -395,7 +393,7 @@ def xen_extent(root: Root, xenstore: Optional[XenStoreReader], disk: str) -> str
         return ""
 
 
-def run_pvs() -> Optional[str]:
+def run_pvs() -> "Optional[str]":
     """The output of one ``pvs`` run, or None (one warning) when LVM cannot tell us.
 
     pvs runs in a session (and process group) of its own; when it overruns PVS_TIMEOUT
@@ -454,7 +452,7 @@ def run_pvs() -> Optional[str]:
 
 # -- matching ------------------------------------------------------------------------
 
-def _devno_of(path: str) -> Optional[Tuple[int, int]]:
+def _devno_of(path: str) -> "Optional[Tuple[int, int]]":
     try:
         st = os.stat(path)
     except OSError:
@@ -462,9 +460,9 @@ def _devno_of(path: str) -> Optional[Tuple[int, int]]:
     return (os.major(st.st_rdev), os.minor(st.st_rdev)) if st.st_rdev else None
 
 
-def match_pvs(pvs: List[PhysicalVolume], volumes: List[BlockDevice],
-              devno_of: Callable[[str], Optional[Tuple[int, int]]] = _devno_of
-              ) -> Dict[str, PhysicalVolume]:
+def match_pvs(pvs: "List[PhysicalVolume]", volumes: "List[BlockDevice]",
+              devno_of: "Callable[[str], Optional[Tuple[int, int]]]" = _devno_of
+              ) -> "Dict[str, PhysicalVolume]":
     """Volume name -> its PV. pvs names are real-system paths (``/dev/xvdb1``,
     ``/dev/mapper/...``): matched by device number, then by base name."""
     by_devno = {v.devno: v.name for v in volumes}
@@ -479,7 +477,7 @@ def match_pvs(pvs: List[PhysicalVolume], volumes: List[BlockDevice],
     return found
 
 
-def bounded(fn: Callable, args: tuple, timeout: float) -> Tuple[bool, object]:
+def bounded(fn: "Callable", args: tuple, timeout: float) -> "Tuple[bool, object]":
     """``fn(*args)`` in a thread of its own, waited for at most ``timeout`` seconds:
     ``(True, result or the exception it raised)``, or ``(False, None)`` if it did not
     return in time.
@@ -508,7 +506,7 @@ def bounded(fn: Callable, args: tuple, timeout: float) -> Tuple[bool, object]:
     return True, box[0]
 
 
-def _mnt_id(fd: int) -> Optional[int]:
+def _mnt_id(fd: int) -> "Optional[int]":
     """The kernel's id of the mount an open fd is on (Linux 3.15+), else None."""
     with open("/proc/self/fdinfo/%d" % fd, "rb") as f:
         for line in f.read(4096).splitlines():
@@ -517,7 +515,7 @@ def _mnt_id(fd: int) -> Optional[int]:
     return None
 
 
-def _open_mount(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[int]:
+def _open_mount(root: "Root", m: mountinfo.Mount, check_id: bool) -> "Optional[int]":
     """An O_PATH fd of ``m``'s mount point (no call into the filesystem), or None if
     ``check_id`` and the kernel says that path is now on another mount."""
     fd = os.open(root.path(m.mount_point), os.O_PATH | os.O_CLOEXEC)
@@ -529,7 +527,7 @@ def _open_mount(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[int]
     return fd
 
 
-def statvfs_free(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[int]:
+def statvfs_free(root: "Root", m: mountinfo.Mount, check_id: bool) -> "Optional[int]":
     """Bytes available to users on mount ``m`` (f_bavail x f_frsize), None if its mount
     point is now covered by another mount. Raises OSError. Run it through :func:`bounded`."""
     fd = _open_mount(root, m, check_id)
@@ -547,7 +545,7 @@ def statvfs_free(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[int
     return st.f_bavail * st.f_frsize
 
 
-def btrfs_fsid(root: Root, m: mountinfo.Mount, check_id: bool) -> Optional[str]:
+def btrfs_fsid(root: "Root", m: mountinfo.Mount, check_id: bool) -> "Optional[str]":
     """The fsid (``0c6e7a5e-...``) the kernel reports for btrfs mount ``m``, or None.
     Raises OSError. Run it through :func:`bounded`."""
     fd = _open_mount(root, m, check_id)
@@ -574,12 +572,12 @@ class Prober:
     """Calls into the guest's mounted filesystems, each bounded by PROBE_TIMEOUT; the
     mount points that could not be asked are collected for one warning."""
 
-    def __init__(self, root: Root) -> None:
+    def __init__(self, root: "Root") -> None:
         self.root = root
         self.check_id = root.base in ("", "/")
         self.failures: List[str] = []
 
-    def call(self, fn: Callable, m: mountinfo.Mount) -> Tuple[str, object]:
+    def call(self, fn: "Callable", m: mountinfo.Mount) -> "Tuple[str, object]":
         """``("ok", answer)``; ``("failed", None)`` after an OSError or ``("hung",
         None)`` after a timeout (both recorded)."""
         done, answer = bounded(fn, (self.root, m, self.check_id), PROBE_TIMEOUT)
@@ -596,7 +594,7 @@ class Prober:
         return "ok", answer
 
 
-def btrfs_devices(root: Root) -> Dict[str, List[str]]:
+def btrfs_devices(root: "Root") -> "Dict[str, List[str]]":
     """fsid -> kernel names of its devices, from ``/sys/fs/btrfs/<fsid>/devices/`` (one
     link per member, named after it: ``xvdb1``). Only mounted btrfs filesystems show."""
     found = {}
@@ -606,9 +604,9 @@ def btrfs_devices(root: Root) -> Dict[str, List[str]]:
     return found
 
 
-def match_mounts(root: Root, mounts: List[mountinfo.Mount], devices: List[BlockDevice],
-                 visible: Dict[str, mountinfo.Mount], prober: Prober
-                 ) -> Tuple[Dict[str, List[mountinfo.Mount]], Dict[str, str]]:
+def match_mounts(root: "Root", mounts: "List[mountinfo.Mount]", devices: "List[BlockDevice]",
+                 visible: "Dict[str, mountinfo.Mount]", prober: Prober
+                 ) -> "Tuple[Dict[str, List[mountinfo.Mount]], Dict[str, str]]":
     """Device name -> its mounts in mount order, and device name -> the btrfs member it
     shares its filesystem with and that comes first (for all but that first one).
 
@@ -644,7 +642,7 @@ def match_mounts(root: Root, mounts: List[mountinfo.Mount], devices: List[BlockD
     return found, shared
 
 
-def mount_usage(own: List[mountinfo.Mount], visible: Dict[str, mountinfo.Mount],
+def mount_usage(own: "List[mountinfo.Mount]", visible: "Dict[str, mountinfo.Mount]",
                 prober: Prober, with_free: bool = True) -> Usage:
     """Mount points, type and free bytes of one mounted device."""
     points: List[str] = []
@@ -670,7 +668,7 @@ def mount_usage(own: List[mountinfo.Mount], visible: Dict[str, mountinfo.Mount],
     return Usage(points, own[0].fstype, free)
 
 
-def active_swaps(root: Root, devices: List[BlockDevice]) -> Dict[Tuple[int, int], Swap]:
+def active_swaps(root: "Root", devices: "List[BlockDevice]") -> "Dict[Tuple[int, int], Swap]":
     """Device number -> its active swap, from ``/proc/swaps`` (named ``/dev/<name>`` by
     the kernel; a name we do not know is looked up by stat). Swap files are not volumes."""
     by_name = {d.name: d.devno for d in devices}
@@ -694,7 +692,7 @@ def _is_volume(dev: BlockDevice, used: bool) -> bool:
     return used or bool(dev.fs_type)
 
 
-def collect(ctx: Context) -> Collected:
+def collect(ctx: "Context") -> Collected:
     root = ctx.root
     mounts = mountinfo.read(root)
     if mounts is None:
