@@ -1,0 +1,73 @@
+"""The Xen tier: the agent in a real Xen guest (Xen 4.17 + Debian 12 dom0 under qemu, a PV
+guest with systemd as PID 1, the package installed by ``make install``), driven from dom0.
+
+Slow (minutes) and root-only: collected in every run but deselected unless asked for with
+``XE_ONESHOT_XEN=1`` (``make test-xen``), see conftest.py. When asked for and the lab cannot
+run, every test fails. One session fixture boots the lab once (tests/xen/run.sh); each
+scenario of tests/xen/dom0-test.sh is one test, asserting on the result dom0 wrote
+(``PASS`` / ``FAIL`` / ``XFAIL`` and its notes: checks and latencies); a failure shows the
+notes and the tails of the guest's and dom0's console logs.
+"""
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.xen
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "tests" / "xen" / "run.sh"
+SCENARIOS = ("boot", "rerun", "concurrent", "nethotplug", "blockhotplug", "vcpu", "memaddr",
+             "perms", "saverestore", "migrate")
+
+
+class Lab:
+    def __init__(self, rc, output, log, results, seconds):
+        self.rc, self.output, self.seconds = rc, output, seconds
+        self.log = Path(log) if log else None
+        self.results = Path(results) if results else None
+
+    def result(self, name):
+        path = self.results / "scenario" / name if self.results else None
+        if path is None or not path.is_file():
+            return None
+        return path.read_text(errors="replace")
+
+    def tails(self, lines=60):
+        """The last lines of the guest's console and of dom0's, from the serial log."""
+        if self.log is None or not self.log.is_file():
+            return "(no serial log)\n" + self.output[-3000:]
+        text = self.log.read_text(errors="replace").splitlines()
+        guest = [l for l in text if "[domU-live]" in l]
+        dom0 = [l for l in text if "[domU-live]" not in l]
+        return ("--- guest console (last %d lines) ---\n%s\n--- dom0 / Xen (last %d lines) ---\n%s"
+                % (lines, "\n".join(guest[-lines:]), lines, "\n".join(dom0[-lines:])))
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """Boot the lab once and run every scenario; the outcome, however it ended."""
+    env = dict(os.environ)
+    start = time.monotonic()
+    proc = subprocess.Popen(["bash", str(RUN)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True, env=env, cwd=str(ROOT))
+    output, _ = proc.communicate()
+    found = dict(re.findall(r"^(log|results): (\S+)$", output, re.M))
+    return Lab(proc.returncode, output, found.get("log"), found.get("results"),
+               time.monotonic() - start)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario(lab, name):
+    text = lab.result(name)
+    if text is None:
+        pytest.fail("scenario %s left no result (lab exit status %s after %.0fs)\n%s"
+                    % (name, lab.rc, lab.seconds, lab.tails()), pytrace=False)
+    verdict = text.split("\n", 1)[0]
+    if verdict.startswith("XFAIL"):
+        pytest.xfail(verdict[6:] + "\n" + text)
+    assert verdict == "PASS", "scenario %s: %s\n%s" % (name, text, lab.tails())
