@@ -11,8 +11,9 @@
 WANT=$(xenlab_opt scenarios | tr ':' ' ')
 NOTES=/tmp/xetier-notes
 H=
-GX_N=0
-XS_ACCESS_LOG=/var/log/xen/xenstored-access.log
+XS_ACCESS_LOG=/var/log/xen/xenstored-access.log   # with read ops (xenlab-dom0-init)
+# in a guest command: IF0 = the guest's name of its first vif (enX0 on Debian 12)
+IF0_SET='IF0=$(basename "$(dirname "$(grep -l 00:16:3e:00:00:02 /sys/class/net/*/address)")"); '
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -30,7 +31,7 @@ wait_for() {
     sleep 0.2
   done
 }
-key() { xenstore-read "$H/$1" 2>/dev/null; }
+key() { xenstore-read -R "$H/$1" 2>/dev/null; }   # -R: newlines as such, not "\\n"
 key_is() { [ "$(key "$1")" = "$2" ]; }
 key_has() { xenstore-exists "$H/$1" 2>/dev/null; }
 key_gone() { ! xenstore-exists "$H/$1" 2>/dev/null; }
@@ -46,26 +47,28 @@ expect_in() {
 }
 
 # gx SECS COMMAND: run COMMAND (sh) in the guest; prints its output (last 2000 bytes);
-# returns its exit status, 124 when no answer came within SECS
+# returns its exit status, 124 when no answer came within SECS. (Often called in $(...):
+# the command counter lives in a file.)
 gx() {
-  local limit=$1; shift; GX_N=$((GX_N + 1))
-  xenstore-write "$H/data/xetier/cmd" "$GX_N $*"
-  if ! wait_for "$limit" key_has "data/xetier/rc/$GX_N"; then
-    m "gx $GX_N: no answer within ${limit}s: $*"; return 124
+  local limit=$1 n; shift
+  n=$(( $(cat /tmp/xetier-gx 2>/dev/null || echo 0) + 1 )); echo $n > /tmp/xetier-gx
+  xenstore-write "$H/data/xetier/cmd" "$n $*"
+  if ! wait_for "$limit" key_has "data/xetier/rc/$n"; then
+    m "gx $n: no answer within ${limit}s: $*" >&2; return 124
   fi
-  key "data/xetier/out/$GX_N"; echo
-  return "$(key "data/xetier/rc/$GX_N")"
+  key "data/xetier/out/$n"; echo
+  return "$(key "data/xetier/rc/$n")"
 }
 
 # unit_ok UNIT: the oneshot UNIT's last run ended with exit status 0
 unit_ok() {
-  local st; st=$(gx 60 "systemctl show -p Result -p ExecMainStatus $1 | tr '\n' ' '")
+  local st; st=$(gx 120 "systemctl show -p Result -p ExecMainStatus $1 | tr '\n' ' '")
   note "$1: $st"
   case $st in *"Result=success"*) case $st in *"ExecMainStatus=0"*) return 0 ;; esac ;; esac
   return 1
 }
 
-einval_count() { grep -c 'error EINVAL' "$XS_ACCESS_LOG" 2>/dev/null || echo 0; }
+einval_count() { cat "$XS_ACCESS_LOG"* 2>/dev/null | grep -c EINVAL; }
 
 # scenario NAME: run s_NAME, write its result
 scenario() {
@@ -90,7 +93,7 @@ s_boot() {
   wait_for 900 key_has data/xenlab/ready || { bad "guest not ready within 900 s"; return 1; }
   note "guest ready at guest uptime $(key data/xenlab/ready)s (dom0 waited ${WAITED}s after xl create)"
   wait_for 60 key_has data/xetier/cmd || { bad "xetier-guest not up"; return 1; }
-  gx 60 'systemd-analyze | head -1' | sed 's/^/guest: /' >> "$NOTES"
+  gx 120 'systemd-analyze | head -1' | sed 's/^/guest: /' >> "$NOTES"
   unit_ok xe-oneshot.service || bad "the boot unit did not exit 0"
   xenstore-ls -f -p "$H" > /tmp/home-boot.txt 2>&1; result home-boot < /tmp/home-boot.txt >/dev/null
   expect_set data/os_name; expect_set data/os_uname; expect_set data/os_distro
@@ -101,7 +104,7 @@ s_boot() {
   expect data/volumes/0/extents/0 xvda
   expect data/volumes/0/size "$(stat -c %s /srv/domu.img)"
   expect data/volumes/0/mount_points/0 /
-  local tb; tb=$(gx 60 'journalctl -b -o cat | grep -c Traceback')
+  local tb; tb=$(gx 120 'journalctl -b -o short | grep -v xetier-guest | grep -c Traceback')
   [ "$tb" = 0 ] && note "ok no traceback in the guest's journal" || bad "$tb tracebacks in the guest's journal"
   note "EINVAL answers to the guest in the access log so far: $(einval_count)"
   return 0
@@ -127,11 +130,11 @@ s_rerun() {
 # --- 2b. many collections at once (the EINVAL bug) ----------------------------------------
 # As at boot (udev coldplug, networkd-dispatcher, the boot unit, the timer), but more: six
 # collectors with state dirs of their own (so that they do not serialize on the lock) plus
-# unit starts and a udev "change" storm, twice. Each must exit 0.
+# unit starts and a udev "change" storm. Each must exit 0.
 s_concurrent() {
   local before out; before=$(einval_count)
   out=$(gx 600 'fails=0
-for round in 1 2; do
+for round in 1; do
   pids=
   for i in 1 2 3 4 5 6; do
     xe-oneshot --section all --state-dir /run/xetier-c$round-$i -v > /run/xetier-c$round-$i.log 2>&1 &
@@ -142,7 +145,7 @@ for round in 1 2; do
   for p in $pids; do wait $p || fails=$((fails + 1)); done
 done
 grep -h -i -E "error|warn|einval|fail" /run/xetier-c*.log | sort | uniq -c | sort -rn | head -15
-echo "failed runs: $fails of 12"
+echo "failed runs: $fails of 6"
 udevadm settle -t 60; sleep 5
 journalctl -b -o cat -u "xe-oneshot*" | grep -i -E "EINVAL|EQUOTA|Traceback" | sort | uniq -c | head
 [ $fails = 0 ]')
@@ -151,7 +154,7 @@ journalctl -b -o cat -u "xe-oneshot*" | grep -i -E "EINVAL|EQUOTA|Traceback" | s
   [ $rc = 0 ] || bad "collections failed when run at once (rc $rc)"
   local after; after=$(einval_count)
   note "EINVAL answers to the guest in the access log during the scenario: $((after - before))"
-  [ "$after" = "$before" ] || { bad "xenstored answered EINVAL"; grep 'error EINVAL' "$XS_ACCESS_LOG" | tail -5 >> "$NOTES"; }
+  [ "$after" = "$before" ] || { bad "xenstored answered EINVAL"; cat "$XS_ACCESS_LOG"* | grep EINVAL | tail -5 >> "$NOTES"; }
   wait_for 60 key_is attr/PVAddons/Installed 1 || bad "attr/PVAddons/Installed lost"
 }
 
@@ -181,12 +184,12 @@ s_blockhotplug() {
   else bad "data/volumes/1/extents/0 not xvdb within 120 s"; fi
   expect data/volumes/1/size "$size"
   t0=$(now)
-  gx 60 'mkdir -p /mnt/extra && mount /dev/xvdb /mnt/extra' || bad "mount in the guest failed"
+  gx 120 'mkdir -p /mnt/extra && mount /dev/xvdb /mnt/extra' || bad "mount in the guest failed"
   if wait_for 120 key_is data/volumes/1/mount_points/0 /mnt/extra; then
     note "latency mount -> data/volumes/1/mount_points/0 = /mnt/extra: $(since "$t0")s"
   else bad "mount point not published within 120 s (have '$(key data/volumes/1/mount_points/0)')"; fi
   expect data/volumes/1/filesystem ext4
-  gx 60 'umount /mnt/extra' || bad "umount failed"
+  gx 120 'umount /mnt/extra' || bad "umount failed"
   t0=$(now)
   vbd_detach xvdb || bad "xl block-detach failed"
   if wait_for 120 key_gone data/volumes/1; then
@@ -200,11 +203,11 @@ s_blockhotplug() {
 s_vcpu() {
   local t0 out; t0=$(now)
   timeout 60 xl vcpu-set "$DOMU_NAME" 2 || bad "xl vcpu-set 2 failed"
-  out=$(gx 60 'for i in $(seq 1 150); do [ "$(cat /sys/devices/system/cpu/online)" = 0-1 ] && break; sleep 0.2; done; cat /sys/devices/system/cpu/online')
+  out=$(gx 120 'for i in $(seq 1 150); do [ "$(cat /sys/devices/system/cpu/online)" = 0-1 ] && break; sleep 0.2; done; cat /sys/devices/system/cpu/online')
   [ "$out" = 0-1 ] && note "ok vCPU 1 online (guest cpu/online = $out) $(since "$t0")s after xl vcpu-set 2" \
     || bad "vCPU 1 not online: guest cpu/online = '$out'"
   timeout 60 xl vcpu-set "$DOMU_NAME" 1 || bad "xl vcpu-set 1 failed"
-  out=$(gx 60 'for i in $(seq 1 150); do [ "$(cat /sys/devices/system/cpu/online)" = 0 ] && break; sleep 0.2; done; cat /sys/devices/system/cpu/online')
+  out=$(gx 120 'for i in $(seq 1 150); do [ "$(cat /sys/devices/system/cpu/online)" = 0 ] && break; sleep 0.2; done; cat /sys/devices/system/cpu/online')
   [ "$out" = 0 ] && note "ok back to one vCPU (cpu/online = $out)" || bad "after vcpu-set 1: cpu/online = '$out'"
 }
 
@@ -212,17 +215,19 @@ s_vcpu() {
 s_memaddr() {
   local total t0; total=$(key data/meminfo_total); t0=$(now)
   timeout 60 xl mem-set "$DOMU_NAME" 256m || bad "xl mem-set failed"
-  gx 60 'ip addr add 10.99.0.77/24 dev eth0 && ip -6 addr add fd99::77/64 dev eth0 nodad' || bad "ip addr add failed"
+  gx 120 "$IF0_SET"'ip addr add 10.99.0.77/24 dev $IF0 && ip -6 addr add fd99::77/64 dev $IF0 nodad' || bad "ip addr add failed"
   if wait_for 75 key_differs data/meminfo_total "$total"; then
     note "latency mem-set 256m -> data/meminfo_total changed ($total -> $(key data/meminfo_total) KiB): $(since "$t0")s (bound: one timer period, 60 s, + a run)"
   else bad "data/meminfo_total still $total 75 s after xl mem-set"; fi
-  if wait_for 75 expect_quiet_in attr/vif/0/ipv4 10.99.0.77; then
+  # the same 75 s from the change, not 75 s more
+  if wait_for "$(awk -v s="$(since "$t0")" 'BEGIN { r = 75 - s; print (r > 1 ? r : 1) }')" \
+      expect_quiet_in attr/vif/0/ipv4 10.99.0.77; then
     note "latency ip addr add -> attr/vif/0/ipv4 has 10.99.0.77: $(since "$t0")s"
   else
     XFAIL="an address added by hand was not published within one timer period: in this branch the 60 s timer runs memory and volumes only (the network section is triggered by udev and the dispatchers, which do not fire for an address added to a configured link)"
     note "not published: 10.99.0.77 ($(since "$t0")s)"
   fi
-  gx 60 'ip addr del 10.99.0.77/24 dev eth0; ip -6 addr del fd99::77/64 dev eth0' >/dev/null
+  gx 120 "$IF0_SET"'ip addr del 10.99.0.77/24 dev $IF0; ip -6 addr del fd99::77/64 dev $IF0' >/dev/null
   timeout 60 xl mem-set "$DOMU_NAME" 320m
 }
 expect_quiet_in() { local n; for n in $(xenstore-list "$H/$1" 2>/dev/null); do [ "$(key "$1/$n")" = "$2" ] && return 0; done; return 1; }
@@ -262,11 +267,12 @@ with Client.open() as c:
     print("filled", n)
 PYEOF
 export PYTHONPATH=/usr/lib/xe-oneshot
+'"$IF0_SET"'
 python3 /run/xetier-fill.py fill
-ip addr add 10.99.0.88/24 dev eth0
+ip addr add 10.99.0.88/24 dev $IF0
 xe-oneshot --section network --state-dir /run/xetier-quota; echo "exit=$?"
 echo "published now: $(xenstore-ls attr/vif/0 | tr "\n" " ")"
-ip addr del 10.99.0.88/24 dev eth0
+ip addr del 10.99.0.88/24 dev $IF0
 python3 /run/xetier-fill.py rm' 2>&1)
   echo "$out" | sed 's/^/guest: /' >> "$NOTES"
   case $out in *"fill stopped by"*) note "ok the guest's quota was exhausted" ;; *) bad "the fill never hit the quota" ;; esac
@@ -299,7 +305,7 @@ after_resume() {  # WHAT
     note "latency $1 (unpause) -> all sections republished: ${WAITED}s"
     awk -v w="$WAITED" -v b="$bound" 'BEGIN { exit !(w > b) }' && bad "slower than the bound of ${bound}s"
   else bad "not republished within 150 s after $1"; fi
-  gx 60 'journalctl -b -o short-monotonic --since "-3min" | grep -E "xe-oneshot|Time has been changed|clock" | tail -12' | sed 's/^/guest: /' >> "$NOTES"
+  gx 120 'journalctl -b -o short-monotonic --since "-3min" | grep -E "xe-oneshot|Time has been changed|clock" | tail -12' | sed 's/^/guest: /' >> "$NOTES"
 }
 s_saverestore() {
   local f=/srv/domu.save rc
@@ -331,7 +337,7 @@ scenario perms
 scenario saverestore
 scenario migrate
 m "access log: $(wc -l < "$XS_ACCESS_LOG" 2>/dev/null) lines, $(einval_count) EINVAL"
-grep 'error EINVAL' "$XS_ACCESS_LOG" 2>/dev/null | tail -20 | result einval-log >/dev/null
+cat "$XS_ACCESS_LOG"* 2>/dev/null | grep EINVAL | tail -20 | result einval-log >/dev/null
 domu_shutdown 60
 m "TEST DONE"
 exit 0

@@ -11,7 +11,7 @@
 #   XE_ONESHOT_XEN_SCENARIOS="boot rerun"   only these scenarios (default: all)
 #   XE_ONESHOT_XEN_SOURCE=DIR   install the package from this tree instead (e.g. an older
 #                               `git archive`, to show a scenario failing before a fix)
-#   XENLAB_TIMEOUT=1200         seconds before qemu is killed
+#   XENLAB_TIMEOUT=1500         seconds before qemu is killed
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 LAB=$REPO/tests/xen/lab
@@ -57,7 +57,7 @@ else
 fi
 
 export XENLAB_DOMU_INIT=systemd XENLAB_DOM0_TEST=$REPO/tests/xen/dom0-test.sh
-export XENLAB_TIMEOUT=${XENLAB_TIMEOUT:-1200}
+export XENLAB_TIMEOUT=${XENLAB_TIMEOUT:-1500}
 if [ -n "${XE_ONESHOT_XEN_SCENARIOS:-}" ]; then
   export XENLAB_DOM0_EXTRA="${XENLAB_DOM0_EXTRA:-} xenlab.scenarios=$(echo "$XE_ONESHOT_XEN_SCENARIOS" | tr ' ,' '::')"
 fi
