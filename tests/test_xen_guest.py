@@ -6,7 +6,8 @@ Slow (minutes) and root-only: collected in every run but deselected unless asked
 run, every test fails. One session fixture boots the lab once (tests/xen/run.sh); each
 scenario of tests/xen/dom0-test.sh is one test, asserting on the result dom0 wrote
 (``PASS`` / ``FAIL`` / ``XFAIL`` and its notes: checks and latencies); a failure shows the
-notes and the tails of the guest's and dom0's console logs.
+notes and the tails of the guest's and dom0's console logs. A second boot repeats boot,
+rerun and concurrent with C xenstored and a PVH guest (scenario 10).
 """
 
 import os
@@ -48,10 +49,13 @@ class Lab:
                 % (lines, "\n".join(guest[-lines:]), lines, "\n".join(dom0[-lines:])))
 
 
-@pytest.fixture(scope="session")
-def lab():
-    """Boot the lab once and run every scenario; the outcome, however it ended."""
-    env = dict(os.environ)
+#: Scenario 10: boot, rerun and concurrent again with C xenstored in dom0 and the guest as a
+#: PVH domain (a second boot of the lab: dom0's xenstored is chosen on its kernel cmdline).
+C_PVH = ("boot", "rerun", "concurrent")
+
+
+def _run_lab(**extra):
+    env = dict(os.environ, **extra)
     start = time.monotonic()
     proc = subprocess.Popen(["bash", str(RUN)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True, env=env, cwd=str(ROOT))
@@ -61,8 +65,20 @@ def lab():
                time.monotonic() - start)
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario(lab, name):
+@pytest.fixture(scope="session")
+def lab():
+    """Boot the lab once and run every scenario; the outcome, however it ended."""
+    return _run_lab()
+
+
+@pytest.fixture(scope="session")
+def lab_c_pvh(lab):
+    """The second boot (after the first: one qemu at a time): C xenstored, a PVH guest."""
+    return _run_lab(XE_ONESHOT_XEN_SCENARIOS=" ".join(C_PVH),
+                    XENLAB_DOM0_EXTRA="xenlab.xenstored=c xenlab.domu_type=pvh")
+
+
+def check(lab, name):
     text = lab.result(name)
     if text is None:
         pytest.fail("scenario %s left no result (lab exit status %s after %.0fs)\n%s"
@@ -71,3 +87,13 @@ def test_scenario(lab, name):
     if verdict.startswith("XFAIL"):
         pytest.xfail(verdict[6:] + "\n" + text)
     assert verdict == "PASS", "scenario %s: %s\n%s" % (name, text, lab.tails())
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario(lab, name):
+    check(lab, name)
+
+
+@pytest.mark.parametrize("name", C_PVH)
+def test_scenario_with_c_xenstored_and_a_pvh_guest(lab_c_pvh, name):
+    check(lab_c_pvh, name)
