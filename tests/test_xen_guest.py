@@ -6,8 +6,8 @@ Slow (minutes) and root-only: collected in every run but deselected unless asked
 run, every test fails. One session fixture boots the lab once (tests/xen/run.sh); each
 scenario of tests/xen/dom0-test.sh is one test, asserting on the result dom0 wrote
 (``PASS`` / ``FAIL`` / ``XFAIL`` and its notes: checks and latencies); a failure shows the
-notes and the tails of the guest's and dom0's console logs. A second boot repeats boot,
-rerun and concurrent with C xenstored and a PVH guest (scenario 10).
+notes and the tails of the guest's and dom0's console logs. A second boot repeats boot and
+concurrent with C xenstored, and a PVH guest with ``XE_ONESHOT_XEN_PVH=1`` (scenario 10).
 """
 
 import os
@@ -49,9 +49,12 @@ class Lab:
                 % (lines, "\n".join(guest[-lines:]), lines, "\n".join(dom0[-lines:])))
 
 
-#: Scenario 10: boot, rerun and concurrent again with C xenstored in dom0 and the guest as a
-#: PVH domain (a second boot of the lab: dom0's xenstored is chosen on its kernel cmdline).
-C_PVH = ("boot", "rerun", "concurrent")
+#: Scenario 10: boot and concurrent again with C xenstored in dom0 (a second boot of the
+#: lab: dom0's xenstored is chosen on its kernel cmdline). With XE_ONESHOT_XEN_PVH=1 the
+#: guest of that boot is a PVH domain: it boots in about 5 min under TCG (shadow paging)
+#: where a PV one takes 2.5, too slow for the tier's 15 minutes, so it is asked for.
+C_PVH = ("boot", "concurrent")
+PVH = os.environ.get("XE_ONESHOT_XEN_PVH", "") == "1"
 
 
 def _run_lab(**extra):
@@ -73,9 +76,10 @@ def lab():
 
 @pytest.fixture(scope="session")
 def lab_c_pvh(lab):
-    """The second boot (after the first: one qemu at a time): C xenstored, a PVH guest."""
+    """The second boot (after the first: one qemu at a time): C xenstored (a PVH guest
+    with XE_ONESHOT_XEN_PVH=1)."""
     return _run_lab(XE_ONESHOT_XEN_SCENARIOS=" ".join(C_PVH),
-                    XENLAB_DOM0_EXTRA="xenlab.xenstored=c xenlab.domu_type=pvh")
+                    XENLAB_DOM0_EXTRA="xenlab.xenstored=c" + (" xenlab.domu_type=pvh" if PVH else ""))
 
 
 def check(lab, name):
@@ -95,5 +99,6 @@ def test_scenario(lab, name):
 
 
 @pytest.mark.parametrize("name", C_PVH)
-def test_scenario_with_c_xenstored_and_a_pvh_guest(lab_c_pvh, name):
+def test_scenario_with_c_xenstored(lab_c_pvh, name):
+    """The boot notes name the guest's type (pv, or pvh) and the daemon."""
     check(lab_c_pvh, name)
