@@ -33,12 +33,15 @@ like the xenbus device may deliver; 0 = whole), ``delay`` (seconds to wait befor
 reply piece), ``drop_after`` (close the connection when request N+1 arrives, N forwarded),
 ``emulate_directory_part`` (answer DIRECTORY_PART itself, from a DIRECTORY sent upstream,
 as C xenstored would: oxenstored 4.17 answers ENOSYS; pair it with a rule answering
-E2BIG to DIRECTORY to exercise a client's fallback). ``proxy.connections`` counts
+E2BIG to DIRECTORY to exercise a client's fallback), ``xenbus_frontend`` (forward the
+way Linux's xenbus device frontend does, see :meth:`FaultProxy._frontend`).
+``proxy.connections`` counts
 accepted clients. ``proxy.reset()`` clears rules, counts and settings.
 """
 
 import os
 import re
+import select
 import socket
 import struct
 import threading
@@ -101,6 +104,10 @@ class _Conn:
     # req_id -> how to transform the daemon's reply (("error", name) / ("dirpart", off))
     rewrite: Dict[int, Tuple[str, object]] = field(default_factory=dict)
     closed: bool = False
+    # xenbus_frontend: the open file's one message buffer, and the requests queued to the
+    # kernel's xenbus thread (their headers) that it has not sent yet
+    buffer: bytearray = field(default_factory=lambda: bytearray(4096))
+    queued: List[Tuple[int, int, int, int]] = field(default_factory=list)
 
 
 class FaultProxy:
@@ -116,6 +123,8 @@ class FaultProxy:
         self.delay = 0.0
         self.drop_after: Optional[int] = None
         self.emulate_directory_part = False
+        self.xenbus_frontend = False
+        self.frontend_lag = 0.05
         self.connections = 0
         self._lock = threading.Lock()
         self._forwarded = 0
@@ -169,6 +178,7 @@ class FaultProxy:
             self.requests.clear()
             self.split, self.delay, self.drop_after = 0, 0.0, None
             self.emulate_directory_part = False
+            self.xenbus_frontend = False
             self._forwarded = 0
 
     # -- plumbing ----------------------------------------------------------------
@@ -242,8 +252,32 @@ class FaultProxy:
                 except OSError:
                     return
 
+    def _frontend(self, conn: _Conn, message: Optional[bytes]) -> None:
+        """Linux's /dev/xen/xenbus (xenbus_dev_frontend.c + xenbus_xs.c, 4.11 to 6.x):
+        write() copies a request into the open file's one 4096-byte buffer and queues it to
+        the xenbus thread with a copy of its header but a pointer to the payload in that
+        buffer, then returns. Here the thread is late by ``frontend_lag`` seconds (a busy
+        guest): it sends what is queued, each header with whatever the buffer then holds,
+        once the client has written nothing for that long. ``message`` None: flush."""
+        if message is not None:
+            head = HEADER.unpack_from(message)
+            conn.buffer[:len(message) - HEADER.size] = message[HEADER.size:]
+            conn.queued.append(head)
+            return
+        for op, req_id, tx_id, length in conn.queued:
+            self._to_daemon(conn, HEADER.pack(op, req_id, tx_id, length)
+                            + bytes(conn.buffer[:length]))
+        conn.queued.clear()
+
     def _client_loop(self, conn: _Conn) -> None:
         while not conn.closed:
+            if conn.queued:
+                try:
+                    ready, _, _ = select.select([conn.client], [], [], self.frontend_lag)
+                except (OSError, ValueError):
+                    break
+                if not ready:
+                    self._frontend(conn, None)
             msg = self._read_message(conn.client)
             if msg is None:
                 break
@@ -268,7 +302,11 @@ class FaultProxy:
                     offset = int(parts[1] or b"0") if len(parts) > 1 else 0
                     conn.rewrite[req_id] = ("dirpart", offset)
                     op, payload = DIRECTORY, parts[0] + b"\0"
-                self._to_daemon(conn, HEADER.pack(op, req_id, tx_id, len(payload)) + payload)
+                message = HEADER.pack(op, req_id, tx_id, len(payload)) + payload
+                if self.xenbus_frontend:
+                    self._frontend(conn, message)
+                else:
+                    self._to_daemon(conn, message)
             elif rule.action == "drop":
                 self._close(conn)
                 break

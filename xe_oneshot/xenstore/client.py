@@ -249,9 +249,10 @@ class Client:
         return _split_strings(reply)
 
     def read_many(self, paths: "List[str]", tx: int = 0) -> "List[Optional[bytes]]":
-        """The values at ``paths`` (None where absent), requests pipelined: a guest with
-        hundreds of volumes needs thousands of reads, and a round trip costs more than
-        the work. Any other error is raised (the first, once every reply is in)."""
+        """The values at ``paths`` (None where absent), requests pipelined where the
+        transport allows it (a socket; not the xenbus device): a guest with hundreds of
+        volumes needs thousands of reads, and a round trip costs more than the work. Any
+        other error is raised (the first, once every reply is in)."""
         results, errors = self._many(Op.READ, paths, self._path_payloads(paths, "read"), tx)
         _raise_first(errors, ignore=(errno.ENOENT,))
         return results
@@ -298,8 +299,11 @@ class Client:
         """Requests of one kind with up to ``window`` outstanding, replies matched by
         req_id: ``(replies, {index: XenStoreError})``. Every reply is read before this
         returns, so the stream stays in step whatever the daemon answered; a broken
-        stream (lost connection, timeout, an unexpected reply) raises at once."""
+        stream (lost connection, timeout, an unexpected reply) raises at once. The
+        transport may allow fewer in flight (the xenbus device: one, see there)."""
         name = OP_NAMES[op]
+        if self._transport is not None:
+            window = min(window, self._transport.max_in_flight)
         results: list = [None] * len(paths)
         errors: "Dict[int, XenStoreError]" = {}
         pending: "Dict[int, int]" = {}

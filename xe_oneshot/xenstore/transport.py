@@ -5,7 +5,7 @@ import errno
 import os
 import select
 
-from .errors import ConnectionLost, Timeout, XenStoreError
+from .errors import ConnectionLost, InvalidArgument, Timeout, XenStoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every udev event
@@ -20,6 +20,8 @@ class Transport:
     """Sends whole messages, receives whatever bytes are there (the client reassembles)."""
 
     path = ""
+    #: How many requests the client may have in flight on this connection at once.
+    max_in_flight = 64
 
     def fileno(self) -> int:
         raise NotImplementedError
@@ -92,7 +94,25 @@ class SocketTransport(Transport):
 
 class DeviceTransport(Transport):
     """The xenbus character device. Each message must go down in one write(); replies may
-    come back in pieces; a read() of 0 bytes would block, so reads always ask for 64 KiB."""
+    come back in pieces; a read() of 0 bytes would block, so reads always ask for 64 KiB.
+
+    One request at a time. Linux's device frontend (drivers/xen/xenbus/xenbus_dev_frontend.c
+    since 4.11, still so in 6.1) keeps one message buffer per open file. A complete write()
+    is queued to the xenbus thread with a copy of its header but with its payload left in
+    that buffer (xenbus_dev_request_and_reply: ``iov_base = msg + 1``), and write() returns
+    before the thread has copied it to the ring. The next write() reuses the buffer: a
+    pipelined request can overwrite the payload of the one before, and xenstored gets the
+    first header with the second payload -- EINVAL for a path without its NUL or of the
+    wrong length (``xenstore read data/os_name: EINVAL``), or a well-formed request for the
+    wrong key. It only shows when the thread is late, on a busy guest (many collections at
+    once at boot). Only the reply proves that a request has left the buffer, so none is
+    sent before the previous one's reply: a round trip per request (a few hundred
+    microseconds in a guest), where a socket to xenstored (dom0) pipelines."""
+
+    max_in_flight = 1
+    #: The frontend's buffer holds header and payload: 4096 bytes in all (it answers a
+    #: longer write() with EINVAL and drops it).
+    message_max = 4096
 
     def __init__(self, path: str):
         self.path = path
@@ -102,6 +122,10 @@ class DeviceTransport(Transport):
         return self._fd
 
     def send(self, data: bytes) -> None:
+        if len(data) > self.message_max:
+            raise InvalidArgument(errno.E2BIG, self.path,
+                                  detail="message of %d bytes exceeds the xenbus device's %d"
+                                  % (len(data), self.message_max))
         try:
             done = os.write(self._fd, data)
         except OSError as err:
