@@ -43,3 +43,23 @@ def test_distribution_cli_prints_a_non_ascii_os_name_in_the_c_locale(guest):
     rc, out, err = run_in_locale("C", "-m", "xe_oneshot.distribution_cli", "--root", str(guest))
     assert (rc, err) == (0, "")
     assert 'os_name="%s"\n' % NAME in out
+
+
+def test_free_space_of_a_non_ascii_mount_point_in_the_c_locale(tmp_path):
+    """Python 3.6 in the C locale encodes str paths as ASCII: a mount point named
+    /dátá ☃ made statvfs raise UnicodeEncodeError and failed the volumes section. The
+    kernel's bytes are used as they came (UTF-8), whatever the locale."""
+    from tests.blockdev import XVD_MAJOR, FakeBlock
+    guest = FakeBlock(tmp_path / "guest")
+    guest.xen_disk("xvdb", 16, 2 * 2097152)
+    guest.partition("xvdb", 1, (XVD_MAJOR, 17), 2097152, udev={"ID_FS_TYPE": "ext4"})
+    guest.mount((XVD_MAJOR, 17), "/dátá ☃", "ext4", "/dev/xvdb1")
+    args = ("-m", "xe_oneshot", "--root", str(guest.root), "--section", "volumes",
+            "--print", "--format", "json")
+    rc, out, err = run_in_locale("C", *args)
+    assert (rc, err) == (0, "")
+    import json
+    keys = json.loads(out)
+    assert keys["data/volumes/0/mount_points/0"] == "/dátá ☃"
+    assert int(keys["data/volumes/0/free"]) > 0
+    assert (rc, out, err) == run_in_locale("C.UTF-8", *args)

@@ -59,6 +59,12 @@ class Root:
             return guest_path
         return os.path.join(self.base, guest_path.lstrip("/"))
 
+    def fs_path(self, guest_path: str) -> bytes:
+        """:meth:`path` as the bytes the kernel named it with: paths from the kernel's
+        tables (mount points) are decoded as UTF-8, so they go back as UTF-8 whatever the
+        locale (Python 3.6 in the C locale would encode a str path as ASCII)."""
+        return self.path(guest_path).encode("utf-8", "surrogateescape")
+
     def read_bytes(self, guest_path: str, default: "Optional[bytes]" = None,
                    limit: int = MAX_READ) -> "Optional[bytes]":
         """At most ``limit`` bytes of a regular file, or ``default`` if it is not there.

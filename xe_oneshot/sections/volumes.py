@@ -518,7 +518,7 @@ def _mnt_id(fd: int) -> "Optional[int]":
 def _open_mount(root: "Root", m: mountinfo.Mount, check_id: bool) -> "Optional[int]":
     """An O_PATH fd of ``m``'s mount point (no call into the filesystem), or None if
     ``check_id`` and the kernel says that path is now on another mount."""
-    fd = os.open(root.path(m.mount_point), os.O_PATH | os.O_CLOEXEC)
+    fd = os.open(root.fs_path(m.mount_point), os.O_PATH | os.O_CLOEXEC)
     if check_id and m.mount_id:
         found = _mnt_id(fd)
         if found is not None and found != m.mount_id:
@@ -539,7 +539,7 @@ def statvfs_free(root: "Root", m: mountinfo.Mount, check_id: bool) -> "Optional[
         except OSError as err:        # fstatfs of an O_PATH fd needs Linux 3.12
             if err.errno != errno.EBADF:
                 raise
-            st = os.statvfs(root.path(m.mount_point))
+            st = os.statvfs(root.fs_path(m.mount_point))
     finally:
         os.close(fd)
     return st.f_bavail * st.f_frsize
