@@ -8,6 +8,7 @@ import errno
 import sys
 
 from . import __version__, log
+from .output import OutputError, failed
 from .records import field, record
 from .sections import GROUPS, SECTIONS, Collected, Context, expand, load
 
@@ -24,8 +25,7 @@ EXIT_NO_XENSTORE = 3        # no XenStore here: not running as a Xen guest
 EXIT_FAILED = 4             # XenStore refused the run or the state dir is unusable:
                             # nothing of this run is published
 EXIT_OUTPUT = 5             # the output of --print / --dry-run could not be written
-EXIT_PIPE = 141             # ... because its reader left (128 + SIGPIPE, as a shell
-                            # reports a writer killed by SIGPIPE); nothing is said
+# 141 (output.EXIT_PIPE): the reader of that output left; nothing is said
 
 #: Errors that mean "no room for the state": the run goes on without it.
 _NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -74,14 +74,6 @@ exit status:
 class UsageError(Exception):
     """A bad command line (message is one line)."""
 
-
-class OutputError(Exception):
-    """stdout could not be written (``err``: the OSError). Not an OSError itself, so
-    that it is never taken for a XenStore or state failure."""
-
-    def __init__(self, err: OSError):
-        super().__init__(str(err))
-        self.err = err
 
 
 @record
@@ -193,7 +185,7 @@ def main(argv: "Optional[List[str]]" = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OutputError as failure:
-        return _output_failed(failure.err)
+        return failed(failure, _say, EXIT_OUTPUT)
 
 
 # -- output -----------------------------------------------------------------------------
@@ -214,22 +206,6 @@ def _say(text: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-
-
-def _output_failed(err: OSError) -> int:
-    """The exit status for an output that could not be written; stdout is pointed at
-    /dev/null so that the interpreter's last flush stays quiet."""
-    import os
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    if err.errno == errno.EPIPE:
-        return EXIT_PIPE
-    _say("cannot write the output: %s" % (err.strerror or err))
-    return EXIT_OUTPUT
 
 
 def _show(key: str, value: str) -> str:

@@ -12,11 +12,11 @@ stderr); 2 bad usage; 3 FILE (or stdout) could not be written; 141 stdout's read
 (nothing said).
 """
 
-import errno
 import os
 import sys
 
 from . import log
+from .output import OutputError, failed
 from .distribution import detect, facts, render
 from .guest import Root
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 PROG = "xe-linux-distribution"
 EXIT_OK, EXIT_UNRECOGNISED, EXIT_USAGE, EXIT_WRITE = 0, 1, 2, 3
-EXIT_PIPE = 141     # stdout's reader left (128 + SIGPIPE, as a shell reports it)
 
 USAGE = "usage: xe-linux-distribution [--root DIR] [FILE]"
 HELP = USAGE + """
@@ -136,26 +135,7 @@ def main(argv: "Optional[List[str]]" = None, uname: "Optional[str]" = None) -> i
     except KeyboardInterrupt:
         return 130
     except OutputError as failure:
-        # The reader left (`| head`): quiet; a full disk: one line. Point stdout at
-        # /dev/null so that the interpreter's final flush stays quiet too.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):
-            pass
-        if failure.err.errno == errno.EPIPE:
-            return EXIT_PIPE
-        _say("cannot write to stdout: %s" % (failure.err.strerror or failure.err))
-        return EXIT_WRITE
-
-
-class OutputError(Exception):
-    """stdout could not be written (``err``: the OSError)."""
-
-    def __init__(self, err: OSError):
-        super().__init__(str(err))
-        self.err = err
+        return failed(failure, _say, EXIT_WRITE, "cannot write to stdout")
 
 
 def _out(text: str) -> None:

@@ -21,6 +21,8 @@ import errno
 import os
 import sys
 
+from .output import OutputError, failed
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds; this runs from shell hooks
     from typing import Callable, Dict, List, Optional, Tuple
@@ -30,7 +32,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_XENSTORE = 3
 EXIT_OUTPUT = 4     # stdout could not be written (a full disk, an I/O error)
-EXIT_PIPE = 141     # stdout's reader left (128 + SIGPIPE, as a shell reports it); quiet
 
 # command -> (usage, short options taking no value, options taking a value)
 COMMANDS = {
@@ -66,14 +67,6 @@ _INT_MAX_HALF = (2 ** 31 - 1) // 2
 class UsageError(Exception):
     """Bad command line; the message is printed with the usage line."""
 
-
-class OutputError(Exception):
-    """stdout could not be written (``err``: the OSError); not an OSError itself, so
-    that it is never taken for a XenStore failure."""
-
-    def __init__(self, err: OSError):
-        super().__init__(str(err))
-        self.err = err
 
 
 # -- pure helpers (tested on their own) ---------------------------------------------------
@@ -498,18 +491,7 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
     except KeyboardInterrupt:
         return 130
     except OutputError as failure:
-        # `xenstore ls | head`: the reader left (quiet); `> /dev/full`: one line. Point
-        # stdout at /dev/null so that the interpreter's final flush stays quiet too.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
-        except (OSError, ValueError):
-            pass
-        if failure.err.errno == errno.EPIPE:
-            return EXIT_PIPE
-        warn("%s: cannot write the output: %s" % (prog, failure.err.strerror or failure.err))
-        return EXIT_OUTPUT
+        return failed(failure, lambda text: warn("%s: %s" % (prog, text)), EXIT_OUTPUT)
 
 
 def _main(prog: str, argv: "List[str]", write: "Callable[[bytes], None]",
