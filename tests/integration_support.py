@@ -109,3 +109,19 @@ def stubs(tmp_path):
     must not run it inline."""
     return Stubs(tmp_path / "stubs", ["systemctl", "reboot", "id", "touch", "xe-oneshot"])
 
+
+def run_lifecycle(script: str, work: Path) -> "Dict[str, str]":
+    """Run a package's install/remove ``script`` in a private mount namespace; it leaves
+    one file per step in ``work``/out. Returns them by name (and prints them, for a
+    failing test's log)."""
+    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, timeout=600)
+    assert res.returncode == 0, res.stdout
+    out = work / "out"
+    print("\n".join("== %s\n%s" % (p.name, p.read_text()) for p in sorted(out.iterdir())))
+    return {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
+
+
+def lines(text: str) -> "List[str]":
+    return text.splitlines()

@@ -15,7 +15,7 @@ from typing import List
 
 import pytest
 
-from tests.integration_support import CHECKOUT, make, need
+from tests.integration_support import CHECKOUT, lines, make, need, run_lifecycle
 
 UNITS = ("xe-oneshot.service", "xe-oneshot-ephemeral.timer")
 PINS = {"sh": "python3-sh", "xattr": "python3-xattr"}
@@ -216,18 +216,7 @@ dpkg --root="$R" -P xe-oneshot > "$W/out/purge.log" 2>&1; echo $? > "$W/out/purg
 snap purge
 upper purge
 """.format(sock=shlex.quote(str(sock)))
-    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc",
-                          throwaway_root_script(deb, work, sock, steps)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout
-    out = work / "out"
-    print("\n".join("== %s\n%s" % (p.name, p.read_text()) for p in sorted(out.iterdir())))
-    return {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
-
-
-def lines(text: str) -> List[str]:
-    return text.splitlines()
+    return run_lifecycle(throwaway_root_script(deb, work, sock, steps), work)
 
 
 def test_dpkg_installs_against_debians_own_packages(lifecycle):

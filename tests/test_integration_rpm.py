@@ -13,7 +13,8 @@ from typing import Dict, List
 
 import pytest
 
-from tests.integration_support import CHECKOUT, XENSTORE_ALIASES, make, need, stage
+from tests.integration_support import (CHECKOUT, XENSTORE_ALIASES, lines, make, need,
+                                       run_lifecycle, stage)
 
 DBPATH = "/var/lib/rpm"
 
@@ -222,17 +223,7 @@ rpmr -e xe-oneshot > "$W/out/erase2.log" 2>&1; echo $? > "$W/out/erase2.rc"
 snap erase2; upper erase2
 """.format(work=shlex.quote(str(work)), rpm=shlex.quote(str(rpm)),
            sock=shlex.quote(str(sock)), db=DBPATH, dbrel=DBPATH.lstrip("/"))
-    res = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-euc", script],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout
-    out = work / "out"
-    print("\n".join("== %s\n%s" % (p.name, p.read_text()) for p in sorted(out.iterdir())))
-    return {p.name: p.read_text() for p in out.iterdir() if p.is_file()}
-
-
-def lines(text: str) -> List[str]:
-    return text.splitlines()
+    return run_lifecycle(script, work)
 
 
 def test_rpm_installs_where_the_units_expect_the_files(lifecycle):
