@@ -8,7 +8,7 @@ scale, imports. Writes markdown tables into BENCHMARKS.md with the machine they 
 Needs root: the run re-executes itself in a private mount namespace and a fresh network
 namespace (``unshare -m -n``), where it makes veth links with addresses (the VIFs), mounts
 two small tmpfs (the volumes whose free space it controls) and starts the real daemon
-(tests/xenstored.py). All of it vanishes with the process.
+(tests/support/xenstored.py). All of it vanishes with the process.
 
 How things are measured:
 
@@ -21,7 +21,7 @@ How things are measured:
   Runs are unchanged reruns (the timer's usual case). Debian's C ``xenstore-write`` of
   the same two memory keys is paired against the same bare interpreter.
 * **Traffic**: requests per run counted by a proxy between collector and daemon
-  (tests/fault_proxy.py, forwarding only), writes and removes cross-checked in the
+  (tests/support/fault_proxy.py, forwarding only), writes and removes cross-checked in the
   daemon's access log.
 * **Idle hour**: 60 timer ticks (``--section ephemeral,network``: what the 60 s timer
   runs) on a guest whose MemAvailable wanders by a few MB, with time scaled down 60x:
@@ -55,12 +55,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 CHECKOUT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(CHECKOUT))
 
-from tests.blockdev import FakeBlock, backend_seed  # noqa: E402
-from tests.fakeguest import FakeGuest  # noqa: E402
-from tests.fault_proxy import FaultProxy  # noqa: E402
-from tests.netns import mirror_sysfs  # noqa: E402
+from tests.support.blockdev import FakeBlock, backend_seed  # noqa: E402
+from tests.support.fakeguest import FakeGuest  # noqa: E402
+from tests.support.fault_proxy import FaultProxy  # noqa: E402
+from tests.support.netns import mirror_sysfs  # noqa: E402
 from tests.support.xapi_oracle import wakes_xenopsd  # noqa: E402
-from tests.xenstored import Unavailable, XenStored, xen_root  # noqa: E402
+from tests.support.xenstored import Unavailable, XenStored, xen_root  # noqa: E402
 from xe_oneshot.publisher import MAX_AGE  # noqa: E402
 
 INNER = "XE_ONESHOT_BENCH_INNER"

@@ -4,14 +4,14 @@ import os
 
 import pytest
 
-from tests.xenstored import Unavailable, XenStored
+from tests.support.xenstored import Unavailable, XenStored
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 #: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``guest``),
 #: a network namespace (``ns``), a staged install and PATH stubs (``staged``, ``stubs``);
 #: a module that defines one of these names uses its own.
-pytest_plugins = ("tests.reliability", "tests.netns", "tests.integration_support")
+pytest_plugins = ("tests.support.reliability", "tests.support.netns", "tests.support.integration_support")
 
 
 def _start(tmp_path_factory, name, seed=()):

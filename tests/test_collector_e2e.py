@@ -9,68 +9,19 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.fakeguest import FakeGuest
-from tests.support import xapi_oracle
+from tests.support.fakeguest import FakeGuest
+from tests.support.collector import (CHECKOUT, HOME, expected_static_memory, run,
+                                     tree_without_updated, view, waking, written)
 
-HOME = "/local/domain/0"
-CHECKOUT = Path(__file__).resolve().parent.parent
 SECTIONS = "static,memory"
-
-
-def run(daemon, root, state, *args, env=None, check=True):
-    """One `xe-oneshot` process; returns the CompletedProcess."""
-    env = dict(daemon.env() if env is None else env, PYTHONPATH=str(CHECKOUT))
-    cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(root),
-           "--state-dir", str(state)] + list(args)
-    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
-    if check:
-        assert res.returncode == 0, res.stderr
-    assert "Traceback" not in res.stderr
-    return res
 
 
 @pytest.fixture
 def guest(tmp_path):
     return FakeGuest(tmp_path / "guest").minimal()
-
-
-def expected_static_memory(meminfo_free="1500000"):
-    return {
-        "attr": "", "attr/PVAddons": "", "attr/PVAddons/Installed": "1",
-        "attr/PVAddons/MajorVersion": "1", "attr/PVAddons/MinorVersion": "0",
-        "attr/PVAddons/MicroVersion": "0", "attr/PVAddons/BuildVersion": "0",
-        "control": "", "control/feature-balloon": "1",
-        "data": "", "data/os_distro": "debian", "data/os_majorver": "12",
-        "data/os_minorver": "7", "data/os_uname": "6.1.0-25-amd64",
-        "data/os_name": "Debian GNU/Linux 12 (bookworm)",
-        "data/meminfo_total": "2048000", "data/meminfo_free": meminfo_free,
-    }
-
-
-def tree_without_updated(daemon):
-    tree = daemon.tree(HOME)
-    updated = tree.pop("data/updated", None)
-    return tree, updated
-
-
-def written(daemon, mark):
-    return sorted((e.op, e.path) for e in daemon.writes_since(mark))
-
-
-def view(daemon):
-    """What the toolstack derives from the guest's home (tests/support/xapi_oracle.py)."""
-    return xapi_oracle.toolstack_view(daemon.tree(HOME))
-
-
-def waking(daemon, mark):
-    """The changes since ``mark`` that fire a watch of xenopsd (one of a host in the
-    field: data/updated included)."""
-    return [(e.op, e.path) for e in daemon.writes_since(mark)
-            if xapi_oracle.wakes_xenopsd(e.op, e.path, legacy=True)]
 
 
 def test_first_run_publishes_the_exact_tree(fresh_xenstored, guest, state):
@@ -165,7 +116,7 @@ def test_30_noisy_idle_ticks_write_nothing_xenopsd_watches(fresh_xenstored, gues
     """The 60 s timer's runs on an idle guest: free memory wanders within 1% of MemTotal,
     active swap's use within 1% of its size; with a short max age they are republished
     now and then (for the memory graph), and never with anything xenopsd watches."""
-    from tests.blockdev import FakeBlock, backend_seed
+    from tests.support.blockdev import FakeBlock, backend_seed
     d = fresh_xenstored
     for path, value in backend_seed(["xvda"]):
         d.write(path, value)
@@ -394,14 +345,14 @@ def test_memory_run_imports_neither_psutil_nor_sh(guest, state, tmp_path):
 
 @pytest.fixture
 def proxy(fresh_xenstored, tmp_path):
-    from tests.fault_proxy import FaultProxy
+    from tests.support.fault_proxy import FaultProxy
     with FaultProxy(fresh_xenstored.socket, tmp_path / "proxy.sock") as p:
         yield p
 
 
 def test_feature_balloon_the_guest_may_not_remove_warns_once_and_publishes_the_rest(
         fresh_xenstored, proxy, guest, state):
-    from tests.fault_proxy import Rule
+    from tests.support.fault_proxy import Rule
     run(fresh_xenstored, guest.root, state, "--section", SECTIONS)
     guest.meminfo(available=900000)
     proxy.rules.append(Rule(op="rm", path="control/feature-balloon", error="EACCES"))
@@ -416,7 +367,7 @@ def test_feature_balloon_the_guest_may_not_remove_warns_once_and_publishes_the_r
 
 def test_read_only_feature_balloon_warns_once_and_publishes_the_rest(
         fresh_xenstored, proxy, guest, state):
-    from tests.fault_proxy import Rule
+    from tests.support.fault_proxy import Rule
     proxy.rules.append(Rule(op="write", path="control/feature-balloon", error="EACCES"))
     res = run(fresh_xenstored, guest.root, state, "--section", SECTIONS,
               env=proxy.env(fresh_xenstored.env()))
@@ -431,7 +382,7 @@ def test_read_only_feature_balloon_warns_once_and_publishes_the_rest(
 
 
 def test_commit_conflicts_are_retried(fresh_xenstored, proxy, guest, state):
-    from tests.fault_proxy import Rule
+    from tests.support.fault_proxy import Rule
     proxy.rules.append(Rule(op="commit", error="EAGAIN", times=2))
     run(fresh_xenstored, guest.root, state, "--section", SECTIONS,
         env=proxy.env(fresh_xenstored.env()))
@@ -441,7 +392,7 @@ def test_commit_conflicts_are_retried(fresh_xenstored, proxy, guest, state):
 
 def test_endless_conflicts_fail_cleanly_with_nothing_published(fresh_xenstored, proxy,
                                                                guest, state):
-    from tests.fault_proxy import Rule
+    from tests.support.fault_proxy import Rule
     proxy.rules.append(Rule(op="commit", error="EAGAIN"))
     res = run(fresh_xenstored, guest.root, state, "--section", SECTIONS,
               env=proxy.env(fresh_xenstored.env()), check=False)
@@ -480,7 +431,7 @@ def test_transactions_hold_only_changes_and_stay_under_the_guest_quota(
 
 
 def test_reader_for_collectors_reads_many_and_a_refusal_is_none(fresh_xenstored, proxy):
-    from tests.fault_proxy import Rule
+    from tests.support.fault_proxy import Rule
     from xe_oneshot.xenstore import Client
     from xe_oneshot.xsreader import ClientReader
 

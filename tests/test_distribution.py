@@ -6,30 +6,16 @@ import logging
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.distros import CASES, CORPUS, expected
 from xe_oneshot import distribution as d
 from xe_oneshot.distribution import Distribution
 from xe_oneshot.distribution_cli import main
 from xe_oneshot.guest import Root
-
-CORPUS = Path(__file__).parent / "resources" / "distros"
-CASES = sorted(p.name for p in CORPUS.iterdir() if p.is_dir())
-
-
-def expected(name):
-    """A corpus tree's ``expected`` file: ``key=value`` lines, raw (not quoted)."""
-    values = {}
-    for line in (CORPUS / name / "expected").read_text().splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            values[key] = value
-    return values
-
 
 def tree(base, files):
     """Write ``{guest path: text | bytes | ("link", target) | ("dir",)}`` under base."""

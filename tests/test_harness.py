@@ -12,6 +12,6 @@ def test_daemon_round_trip_with_c_tools(xenstored):
 
 
 def test_seeded_store(tmp_path):
-    from tests.xenstored import XenStored
+    from tests.support.xenstored import XenStored
     with XenStored(tmp_path, seed=[("/local/domain/0/x/mac", "00:16:3e:00:00:01")]) as d:
         assert d.read("x/mac") == "00:16:3e:00:00:01"

@@ -15,7 +15,7 @@ from typing import List
 
 import pytest
 
-from tests.integration_support import CHECKOUT, lines, make, need, run_lifecycle
+from tests.support.integration_support import CHECKOUT, lines, make, need, run_lifecycle
 
 UNITS = ("xe-oneshot.service", "xe-oneshot-ephemeral.timer")
 PINS = {"sh": "python3-sh", "xattr": "python3-xattr"}
@@ -342,7 +342,7 @@ def test_xenstore_commands_are_alternatives(lifecycle):
 
 def xen_debs() -> List[Path]:
     """Debian's xenstore-utils and the libraries it needs (fetched for the test daemon)."""
-    from tests.xenstored import cache_dir, xen_root
+    from tests.support.xenstored import cache_dir, xen_root
     xen_root()
     debs = cache_dir() / "xen-4.17" / "debs"
     return [next(debs.glob(name + "_*.deb"))

@@ -15,7 +15,7 @@ from typing import Tuple
 
 import pytest
 
-from tests.integration_support import (CHECKOUT, NETWORKD_STATES, SHELL_SCRIPTS, UNITS,
+from tests.support.integration_support import (CHECKOUT, NETWORKD_STATES, SHELL_SCRIPTS, UNITS,
                                        XENSTORE_ALIASES, Stubs, in_namespace, make, need,
                                        overlay_usr, stage)
 

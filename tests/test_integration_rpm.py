@@ -13,7 +13,7 @@ from typing import Dict, List
 
 import pytest
 
-from tests.integration_support import (CHECKOUT, XENSTORE_ALIASES, lines, make, need,
+from tests.support.integration_support import (CHECKOUT, XENSTORE_ALIASES, lines, make, need,
                                        run_lifecycle, stage)
 
 DBPATH = "/var/lib/rpm"

@@ -10,7 +10,7 @@ from typing import List
 
 import pytest
 
-from tests.integration_support import UNIT_NAME, in_namespace, need, stage
+from tests.support.integration_support import UNIT_NAME, in_namespace, need, stage
 
 START = "/bin/systemctl --no-block start "
 
@@ -207,7 +207,7 @@ def test_without_systemd_disk_and_memory_events_run_the_helper(direct_rules, tmp
 
 def test_both_rule_sets_match_the_same_events():
     """The direct rules are the systemd ones with RUN swapped: same match keys."""
-    from tests.integration_support import CHECKOUT
+    from tests.support.integration_support import CHECKOUT
 
     def matches(name):
         text = (CHECKOUT / "udev-rules" / name).read_text().replace("\\\n", "")

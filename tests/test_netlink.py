@@ -11,7 +11,7 @@ import pytest
 
 from xe_oneshot import netlink
 from xe_oneshot.netlink import AddrDump, IfAddr, parse_addr_messages
-from tests.netns import CHECKOUT, Netns, Unavailable
+from tests.support.netns import CHECKOUT, Netns, Unavailable
 
 # -- hand-built messages (kernel constants written out, not taken from the module) ------
 

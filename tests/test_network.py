@@ -279,7 +279,7 @@ def _reader(xsd):
 
 
 def test_vf_macs_from_xenstore(tmp_path):
-    from tests.xenstored import XenStored
+    from tests.support.xenstored import XenStored
     seed = [(DOM + "xenserver/device/net-sriov-vf/1/mac", "0A:00:00:00:00:01"),
             (DOM + "xenserver/device/net-sriov-vf/2/mac", "garbage"),
             (DOM + "xenserver/device/net-sriov-vf/3/other", "x"),
@@ -296,7 +296,7 @@ def test_no_xenstore_no_vfs():
 
 
 def test_published_indices_from_xenstore(tmp_path):
-    from tests.xenstored import XenStored
+    from tests.support.xenstored import XenStored
     seed = [(DOM + "attr/vif/0/ipv4/0", "192.0.2.10"),
             (DOM + "attr/vif/0/ipv4/3", "192.0.2.13"),
             (DOM + "attr/vif/0/ipv4/5", "192.0.2.10"),   # twice: lowest index wins

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.netns import CHECKOUT, xapi_networks
+from tests.support.netns import CHECKOUT, xapi_networks
 
 
 
@@ -118,7 +118,7 @@ def test_bond_and_vlan_stand_ins(guest):
 
 
 def test_sriov_vf_end_to_end(ns, tmp_path, tmp_path_factory):
-    from tests.xenstored import XenStored
+    from tests.support.xenstored import XenStored
     ns.veth("ens5", "p0")
     ns.veth("eth0", "p1")
     ns.addr("ens5", "192.0.2.50/24")
@@ -165,7 +165,7 @@ def test_overlong_sriov_vf_id_from_dom0_is_ignored_and_the_rest_published(
     """The attack: dom0's VF table names an id whose keys would exceed XenStore's
     2048-byte path limit (the device path itself is legal). Every run used to exit 4
     with nothing published; now that VF is left out with one warning."""
-    from tests.xenstored import XenStored
+    from tests.support.xenstored import XenStored
     ns.veth("ens5", "p0")
     ns.veth("ens6", "p1")
     ns.veth("eth0", "p2")
@@ -206,7 +206,7 @@ def timer_group() -> str:
 def test_address_added_with_no_event_is_published_by_the_timers_run(guest):
     """``ip addr add`` by hand (or a VIP, SLAAC, ifupdown without hooks): no event runs
     the network section; the timer's next run must publish it (issue 13.1)."""
-    from tests.fakeguest import FakeGuest
+    from tests.support.fakeguest import FakeGuest
     FakeGuest(guest.root).minimal()
     ns = guest.ns
     ns.veth("eth0", "p0")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.netns import CHECKOUT
+from tests.support.netns import CHECKOUT
 from xe_oneshot import ifconf
 from xe_oneshot.netlink import IfAddr
 

@@ -7,7 +7,7 @@ section's subtrees replaced by what it reported), so that index stability is che
 on the section alone; tests/test_network_e2e.py does the same through the CLI.
 """
 
-from tests.netns import xapi_networks
+from tests.support.netns import xapi_networks
 from xe_oneshot.sections import network
 
 
@@ -174,7 +174,7 @@ def test_removed_vif_and_address_less_vif(ns, tmp_path, fresh_xenstored):
 
 
 def test_sriov_vf_by_mac(ns, tmp_path, tmp_path_factory):
-    from tests.xenstored import XenStored
+    from tests.support.xenstored import XenStored
     ns.veth("ens5", "p0")
     ns.veth("ens6", "p1")
     ns.veth("eth0", "p2")

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakeguest import MEMINFO
-from tests.reliability import changes_since, expected_full, home_tree, log_mark, raw_read
-from tests.test_collector_e2e import CHECKOUT, HOME, run
+from tests.support.fakeguest import MEMINFO
+from tests.support.reliability import changes_since, expected_full, home_tree, log_mark, raw_read
+from tests.support.collector import CHECKOUT, HOME, run
 
 SECTIONS = "static,memory,volumes"
 STATE_PREFIX = "user.xe-oneshot."

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.blockdev import mountinfo_escape
-from tests.fakeguest import MEMINFO, FakeGuest
-from tests.reliability import (PARTUUID, foreign_writes, full_guest, log_mark, raw_tree,
+from tests.support.blockdev import mountinfo_escape
+from tests.support.fakeguest import MEMINFO, FakeGuest
+from tests.support.reliability import (PARTUUID, foreign_writes, full_guest, log_mark, raw_tree,
                                run_in_process, strangers, unclean_values)
-from tests.test_collector_e2e import HOME
+from tests.support.collector import HOME
 from xe_oneshot.guest import Root
 
 FUZZ = settings(max_examples=40, deadline=None,
@@ -456,7 +456,7 @@ def test_garbage_under_our_keys_is_replaced_and_neighbours_kept(xs, garbage, nei
     """With a VIF (``lo``, the host's loopback addresses): stale nodes under attr/vif go
     one by one, not with the whole subtree."""
     import psutil
-    from tests.reliability import expected_full, full_seed
+    from tests.support.reliability import expected_full, full_seed
     with _client() as c:
         for root in ("attr", "data", "control", "xenserver", "device", "backend"):
             _rm(c, root)

@@ -17,12 +17,12 @@ import time
 
 import pytest
 
-from tests.fakeguest import MEMINFO
-from tests.fault_proxy import Rule
-from tests.netns import Netns, Unavailable as NetnsUnavailable
-from tests.reliability import (changes_since, collector, entries_since, expected_full,
+from tests.support.fakeguest import MEMINFO
+from tests.support.fault_proxy import Rule
+from tests.support.netns import Netns, Unavailable as NetnsUnavailable
+from tests.support.reliability import (changes_since, collector, entries_since, expected_full,
                                foreign_writes, home_tree, log_mark, popen)
-from tests.test_collector_e2e import CHECKOUT, HOME, run
+from tests.support.collector import CHECKOUT, HOME, run
 
 SECTIONS = "static,memory,volumes"
 #: What udev, the dispatchers, the timer and people ask for, mixed.

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakeguest import FakeGuest
-from tests.reliability import (changes_since, expected_full, home_tree, log_mark, raw_tree,
+from tests.support.fakeguest import FakeGuest
+from tests.support.reliability import (changes_since, expected_full, home_tree, log_mark, raw_tree,
                                unclean_values)
-from tests.test_collector_e2e import HOME, run
+from tests.support.collector import HOME, run
 
 SECTIONS = "static,memory,volumes"
 
@@ -185,7 +185,7 @@ def _exec_start(staged: Path, instance: str, stubs) -> subprocess.CompletedProce
 @pytest.mark.parametrize("hook", ["nm", "networkd"])
 def test_hostile_names_start_only_the_unit_and_the_unit_only_the_collector(
         staged, stubs, tmp_path, iface, hook):
-    from tests.test_integration_hooks import (assert_nothing_else_ran, networkd_env,
+    from tests.support.hooks import (assert_nothing_else_ran, networkd_env,
                                               nm_env, nm_script, run_hook, started_unit)
     if hook == "nm":
         res = run_hook(nm_script(staged), [iface, "up"], nm_env(iface, "up"), stubs, tmp_path)
@@ -206,7 +206,7 @@ def test_hostile_names_start_only_the_unit_and_the_unit_only_the_collector(
 
 @pytest.mark.parametrize("action", ["up; reboot", "up\nreboot", "$(reboot)", "`reboot`"])
 def test_hostile_dispatcher_actions_start_nothing(staged, stubs, tmp_path, action):
-    from tests.test_integration_hooks import (assert_nothing_else_ran, nm_env, nm_script,
+    from tests.support.hooks import (assert_nothing_else_ran, nm_env, nm_script,
                                               run_hook, started_unit)
     res = run_hook(nm_script(staged), ["eth0", action], nm_env("eth0", action), stubs,
                    tmp_path)
@@ -216,8 +216,8 @@ def test_hostile_dispatcher_actions_start_nothing(staged, stubs, tmp_path, actio
 
 
 def test_real_interfaces_with_hostile_names_are_published_like_any(daemon, tmp_path):
-    from tests.netns import Netns, Unavailable as NetnsUnavailable
-    from tests.reliability import collector, popen
+    from tests.support.netns import Netns, Unavailable as NetnsUnavailable
+    from tests.support.reliability import collector, popen
     try:
         ns = Netns().__enter__()
     except NetnsUnavailable as err:

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from tests.reliability import default_sigint, full_guest
+from tests.support.reliability import default_sigint, full_guest
 
 TRIALS = 150
 
@@ -137,7 +137,7 @@ def test_console_script_entry_points_exit_130_on_sigint(entry, tmp_path):
     """pip's console scripts import the entry function and call it: the function puts
     the handler in place before it imports its command. Here SIGINT comes in the middle
     of the command's import (a module that sends it while being imported)."""
-    from tests.test_collector_e2e import CHECKOUT
+    from tests.support.collector import CHECKOUT
     module = {"xe_oneshot": "xe_oneshot.cli", "xenstore": "xe_oneshot.xenstore_cli",
               "xe_linux_distribution": "xe_oneshot.distribution_cli"}[entry]
     hook = tmp_path / "hook"

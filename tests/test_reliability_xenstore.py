@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.fault_proxy import FaultProxy, Rule
-from tests.reliability import (changes_since, collector, expected_full, foreign_requests,
+from tests.support.fault_proxy import FaultProxy, Rule
+from tests.support.reliability import (changes_since, collector, expected_full, foreign_requests,
                                foreign_writes, full_guest, full_seed, home_tree, log_mark,
                                oversize_writes, popen, raw_read)
-from tests.test_collector_e2e import HOME, run
-from tests.xenstored import Unavailable, XenStored
+from tests.support.collector import HOME, run
+from tests.support.xenstored import Unavailable, XenStored
 
 SECTIONS = "static,memory,volumes"
 
@@ -377,7 +377,7 @@ def test_any_single_fault_publishes_all_or_nothing(shared, rule):
     warning as not written or not removed), exit 0; or exactly the old tree, exit 4,
     one line."""
     import tempfile
-    from tests.reliability import run_in_process
+    from tests.support.reliability import run_in_process
     daemon, proxy = shared
     with tempfile.TemporaryDirectory() as tmp:
         guest = full_guest(Path(tmp) / "guest")

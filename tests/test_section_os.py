@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_distribution import CASES, CORPUS, expected
+from tests.support.distros import CASES, CORPUS, expected
 from xe_oneshot import distribution as d
 from xe_oneshot.distribution_cli import main
 from xe_oneshot.guest import Root

@@ -1,7 +1,7 @@
 """The volumes section on fake guests, end to end: ``xe-oneshot --section volumes --root``
 against the real oxenstored, checking the exact ``data/volumes`` subtree.
 
-The guest's sysfs / udev / mountinfo / swaps are built under a root (tests/blockdev.py);
+The guest's sysfs / udev / mountinfo / swaps are built under a root (tests/support/blockdev.py);
 ``free`` comes from statvfs of the mount point under that root, so the expected figure
 is measured here with ``os.statvfs`` of the same directory. ``pvs`` is a small executable
 put first on PATH: the section runs it through ``sh``, which forks and execs by itself,
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockdev import (CHECKOUT, HOME, NVME_MAJOR, SCSI_CDROM_MAJOR, SCSI_DISK_MAJOR,
+from tests.support.blockdev import (CHECKOUT, HOME, NVME_MAJOR, SCSI_CDROM_MAJOR, SCSI_DISK_MAJOR,
                             XVD_MAJOR, FakeBlock, backend_seed, in_namespace, tree_of,
                             vbd_id, volume)
-from tests.xenstored import Unavailable, XenStored
+from tests.support.xenstored import Unavailable, XenStored
 
 GIB = 1 << 30
 MIB = 1 << 20

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockdev import CHECKOUT, XVD_MAJOR, FakeBlock, volume
-from tests.fakeguest import FakeGuest
+from tests.support.blockdev import CHECKOUT, XVD_MAJOR, FakeBlock, volume
+from tests.support.fakeguest import FakeGuest
 
 GIB = 1 << 30
 SECTORS_PER_GIB = GIB // 512

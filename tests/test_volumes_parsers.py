@@ -241,7 +241,7 @@ def test_backend_path(path, ok):
 
 
 def test_garbled_partition_number_falls_back_to_the_name(tmp_path):
-    from tests.blockdev import FakeBlock
+    from tests.support.blockdev import FakeBlock
     from xe_oneshot.guest import Root
     from xe_oneshot.sections import Context
     g = FakeBlock(tmp_path)

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.blockdev import (CHECKOUT, FakeBlock, Loop, backend_seed, in_namespace, lvm_pv,
+from tests.support.blockdev import (CHECKOUT, FakeBlock, Loop, backend_seed, in_namespace, lvm_pv,
                             pvs_figures, real_unavailable, tree_of, vbd_id, volume)
-from tests.xenstored import Unavailable, XenStored, cache_dir
+from tests.support.xenstored import Unavailable, XenStored, cache_dir
 
 MIB = 1 << 20
 

@@ -1,6 +1,6 @@
 """The client over the xenbus device, without Xen: the real DeviceTransport (os.write /
 os.read on a file descriptor) on a socket to the fault proxy, which forwards the way
-Linux's device frontend does (tests/fault_proxy.py, ``xenbus_frontend``): a request's
+Linux's device frontend does (tests/support/fault_proxy.py, ``xenbus_frontend``): a request's
 payload stays in the open file's one buffer until the kernel's xenbus thread sends it, and
 the next write() overwrites it. In a real guest (tests/test_xen_guest.py, scenario
 ``concurrent``) pipelined requests got ``EINVAL`` from xenstored this way.
@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from tests.fault_proxy import FaultProxy
+from tests.support.fault_proxy import FaultProxy
 from xe_oneshot.xenstore import Client, InvalidArgument
 from xe_oneshot.xenstore.transport import DeviceTransport, SocketTransport
 

@@ -363,7 +363,7 @@ def test_ls_into_a_closed_pipe_is_quiet(xenstored):
 def test_ls_with_unreadable_nodes_equals_c_through_the_proxy(xenstored, tree, tmp_path):
     """A guest may not read every node: the C tools and ours both talk through the fault
     proxy, which refuses some reads, permission lookups and listings with EACCES."""
-    from tests.fault_proxy import FaultProxy, Rule
+    from tests.support.fault_proxy import FaultProxy, Rule
 
     def compare(env, *commands):
         for args in commands:

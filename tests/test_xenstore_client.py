@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.fault_proxy import FaultProxy, Rule
+from tests.support.fault_proxy import FaultProxy, Rule
 from xe_oneshot.xenstore import (Client, ConnectionLost, InvalidArgument, NoXenStore,
                                  ProtocolError, Timeout, XenStoreError)
 from xe_oneshot.xenstore.packet import HEADER

@@ -4,7 +4,7 @@ No Xen needed: the daemon is started as after a live restart (its event channel 
 dummy fd, so /dev/xen/evtchn is never opened), in a private mount namespace where /run
 and /dev are replaced by our own directories. Every socket connection is dom0: relative
 paths land under /local/domain/0 and permissions are never enforced (faults come from
-tests/fault_proxy.py).
+tests/support/fault_proxy.py).
 
 The Debian packages are downloaded once (``apt-get download``) into a cache directory
 (``XE_ONESHOT_TEST_CACHE``, else ``.cache/`` in the checkout) and unpacked there. They
@@ -28,7 +28,7 @@ PACKAGES = (
     "libxenforeignmemory1 libxendevicemodel1 libxentoolcore1 libxenstore4 xenstore-utils"
     % (XEN_VERSION, XEN_VERSION)).split()
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
 
 
 class Unavailable(Exception):

@@ -7,7 +7,7 @@ guest root, adding ``device/nodename`` = ``device/vif/<id>`` to the interfaces t
 Xen VIFs, and ``proc/net`` pointing at the reader's own ``/proc/self/net`` (so that
 ``/proc/net/if_inet6`` under the root is the namespace's). Code that reads addresses
 (rtnetlink, ioctls, /proc/self/net) must run inside the namespace:
-:meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.netns collect ROOT``
+:meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.support.netns collect ROOT``
 runs the network section there and prints its keys as JSON.
 """
 
@@ -22,7 +22,7 @@ import pytest
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
 _COUNTER = itertools.count()
 
 #: Runs inside the namespace (where /sys is remounted for it): interface -> facts.
@@ -137,14 +137,14 @@ class Netns:
         ``env`` (e.g. ``xenstored.env()``) gives it XenStore; without it, none."""
         env = dict(env if env is not None else _without_xenstore(os.environ))
         env["PYTHONPATH"] = str(CHECKOUT)
-        res = self.run([sys.executable, "-m", "tests.netns", "collect", str(root)], env=env)
+        res = self.run([sys.executable, "-m", "tests.support.netns", "collect", str(root)], env=env)
         return json.loads(res.stdout)
 
     def time_collect(self, root: Path, env: Optional[Mapping[str, str]] = None) -> dict:
         """``{"seconds": ..., "keys": ...}`` of one collect() inside the namespace."""
         env = dict(env if env is not None else _without_xenstore(os.environ))
         env["PYTHONPATH"] = str(CHECKOUT)
-        res = self.run([sys.executable, "-m", "tests.netns", "time", str(root)], env=env)
+        res = self.run([sys.executable, "-m", "tests.support.netns", "time", str(root)], env=env)
         return json.loads(res.stdout)
 
     def batch(self, commands: Iterable[str]) -> None:
@@ -234,7 +234,7 @@ def _collect_main(root: str, timed: bool = False) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] in ("collect", "time"):
         sys.exit(_collect_main(sys.argv[2], timed=sys.argv[1] == "time"))
-    sys.exit("usage: python3 -m tests.netns collect|time ROOT")
+    sys.exit("usage: python3 -m tests.support.netns collect|time ROOT")
 
 
 @pytest.fixture

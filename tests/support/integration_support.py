@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
 
 # What `make install` promises (hand-written: the test compares the tree against it).
 SECTIONS = ("os", "misc", "memory", "network", "volumes", "static", "ephemeral", "all")

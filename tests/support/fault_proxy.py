@@ -1,7 +1,7 @@
 """A fault-injecting XenStore proxy for tests: a Unix socket between a client and the real
 daemon that forwards every message, and on demand breaks things dom0 never sees.
 
-    from tests.fault_proxy import FaultProxy, Rule
+    from tests.support.fault_proxy import FaultProxy, Rule
 
     with FaultProxy(xenstored.socket, tmp_path / "proxy.sock") as proxy:
         proxy.rules.append(Rule(op="write", path="control/feature-balloon", error="EACCES"))

@@ -9,7 +9,7 @@
   PV and VG on it, and mounts made in a private mount namespace (``unshare -m``), so the
   host's mount table is never touched. Everything is undone even when a test fails.
 
-Run as ``python3 -m tests.blockdev SPEC.json`` it is the helper that runs inside the
+Run as ``python3 -m tests.support.blockdev SPEC.json`` it is the helper that runs inside the
 namespace (see :func:`in_namespace`).
 """
 
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
 HOME = "/local/domain/0"
 
 #: LVM must leave no backup or archive files in the host's /etc/lvm.
@@ -385,7 +385,7 @@ def in_namespace(mounts: Sequence[Dict[str, str]], command: Sequence[str],
         "mounts": list(mounts), "command": list(command), "result": str(result),
         "env": dict(os.environ if env is None else env, PYTHONPATH=str(CHECKOUT))}))
     res = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
-                          "-m", "tests.blockdev", str(spec)],
+                          "-m", "tests.support.blockdev", str(spec)],
                          env=dict(os.environ, PYTHONPATH=str(CHECKOUT)),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=180)
     if res.returncode != 0:

@@ -6,9 +6,9 @@
   anything outside that schema (writes of non-leaves, any mkdir / setperms, an rm
   outside our subtrees, any absolute path elsewhere).
 * :func:`full_guest`: a fake guest for every section: the minimal one of
-  ``tests/fakeguest.py`` plus a Xen disk with an unmounted ext4 partition and an active
+  ``tests/support/fakeguest.py`` plus a Xen disk with an unmounted ext4 partition and an active
   swap partition (both give figures that do not wander). Network interfaces come from
-  a network namespace (tests/netns.py) where a test needs addresses.
+  a network namespace (tests/support/netns.py) where a test needs addresses.
 """
 
 import re
@@ -19,9 +19,9 @@ import pytest
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from tests.blockdev import FakeBlock, backend_seed, tree_of, volume
-from tests.fakeguest import FakeGuest
-from tests.test_collector_e2e import CHECKOUT, HOME, expected_static_memory
+from tests.support.blockdev import FakeBlock, backend_seed, tree_of, volume
+from tests.support.fakeguest import FakeGuest
+from tests.support.collector import CHECKOUT, HOME, expected_static_memory
 
 _ID = r"[A-Za-z0-9_@-]+"
 _NUM = r"(?:0|[1-9][0-9]*)"
@@ -265,7 +265,7 @@ def popen(daemon_env: Dict[str, str], cmd: List[str]) -> subprocess.Popen:
 @pytest.fixture
 def daemon(tmp_path):
     """A real oxenstored of the test's own, seeded with the fake guest's disk backend."""
-    from tests.xenstored import Unavailable, XenStored
+    from tests.support.xenstored import Unavailable, XenStored
     try:
         d = XenStored(tmp_path / "xsd", seed=full_seed()).start()
     except Unavailable as err:
@@ -276,7 +276,7 @@ def daemon(tmp_path):
 
 @pytest.fixture
 def proxy(daemon, tmp_path):
-    from tests.fault_proxy import FaultProxy
+    from tests.support.fault_proxy import FaultProxy
     with FaultProxy(daemon.socket, tmp_path / "proxy.sock") as p:
         yield p
 
