@@ -211,7 +211,7 @@ def _say(text: str) -> None:
 def _show(key: str, value: str) -> str:
     """``key = "value"`` escaped as ``xenstore-ls`` prints it: no control character,
     no newline, nothing but printable ASCII reaches the terminal."""
-    from .xenstore_cli import sanitise
+    from .text import sanitise
     return '%s = "%s"' % (sanitise(key.encode("utf-8", "replace")).decode("ascii"),
                           sanitise(value.encode("utf-8", "replace")).decode("ascii"))
 

@@ -45,6 +45,7 @@ import stat
 from . import log
 from .guest import VANISHED, Root
 from .records import record
+from .text import DIGITS, HEX, is_decimal, leading_decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -94,8 +95,6 @@ REDHAT_PRODUCTS = (
     ("Fedora", "fedora"),
 )
 
-_DIGITS = "0123456789"
-_HEX = "0123456789abcdefABCDEF"
 _BLANKS = " \t\r"
 #: Escaped with a backslash inside double quotes (as by a shell).
 _SHELL_SPECIAL = {"\\": "\\\\", '"': '\\"', "$": "\\$", "`": "\\`"}
@@ -112,18 +111,6 @@ class Distribution:
 
 
 # --- helpers over text -------------------------------------------------------------
-
-
-def _leading_digits(text: str) -> str:
-    """``"9.2009"`` -> ``"9"``; ``"AS"`` -> ``""``."""
-    end = 0
-    while end < len(text) and text[end] in _DIGITS:
-        end += 1
-    return text[:end]
-
-
-def _is_number(text: str) -> bool:
-    return bool(text) and _leading_digits(text) == text
 
 
 def _first_line(text: str) -> str:
@@ -179,7 +166,7 @@ def shell_value(text: str, hex_escapes: bool = False) -> str:
                         continue
                     hexa = text[i + 2:i + 4]
                     if (hex_escapes and nxt == "x" and len(hexa) == 2
-                            and hexa[0] in _HEX and hexa[1] in _HEX):
+                            and HEX.issuperset(hexa)):
                         out.append(chr(int(hexa, 16)))
                         i += 4
                         continue
@@ -236,7 +223,7 @@ def parse_assignments(text: str, hex_escapes: bool = False) -> "Dict[str, str]":
 
 def _is_name(key: str) -> bool:
     """A shell variable name: ``PRETTY_NAME``."""
-    return (bool(key) and max(key) < "\x80" and key[0] not in _DIGITS  # no str.isascii: 3.7+
+    return (bool(key) and max(key) < "\x80" and key[0] not in DIGITS  # no str.isascii: 3.7+
             and key.replace("_", "a").isalnum())
 
 
@@ -275,17 +262,17 @@ def parse_redhat_release(text: str) -> "Optional[Distribution]":
     else:
         return None
     head, _, rest = version.partition(".")
-    major = _leading_digits(head)
+    major = leading_decimal(head)
     if not major or major != head:
         return None
-    minor = _leading_digits(rest)
+    minor = leading_decimal(rest)
     if not minor:
         # "(Nahant Update 4)": RHEL 3/4 and their rebuilds counted updates this way.
         minor = "0"
         if "Update" in tail:
             update = tail.index("Update")
             if update + 1 < len(tail):
-                minor = _leading_digits(tail[update + 1]) or "0"
+                minor = leading_decimal(tail[update + 1]) or "0"
     if distro == "rhel" and int(minor) > 90:
         # Pre-release of the next major: "release 4.92" was RHEL 5.0 Beta.
         major, minor = str(int(major) + 1), "0beta"
@@ -311,13 +298,13 @@ def parse_suse_release(text: str) -> "Optional[Distribution]":
             version = value.strip()
         elif sep and key == "PATCHLEVEL":
             patchlevel = value.strip()
-    major = _leading_digits(version)
+    major = leading_decimal(version)
     if not major:
         # No VERSION line: the first number of the product line.
-        major = next((word for word in name.split() if _is_number(word)), "")
+        major = next((word for word in name.split() if is_decimal(word)), "")
     if not major:
         return None
-    return _make("sles", major, _leading_digits(patchlevel) or "0", name)
+    return _make("sles", major, leading_decimal(patchlevel) or "0", name)
 
 
 def parse_sles_os_release(text: str) -> "Optional[Distribution]":
@@ -333,9 +320,9 @@ def parse_sles_os_release(text: str) -> "Optional[Distribution]":
         return None
     words = pretty[len(prefix):].split()
     service_pack = "0"
-    if words and words[-1].startswith("SP") and _is_number(words[-1][2:]):
+    if words and words[-1].startswith("SP") and is_decimal(words[-1][2:]):
         service_pack = words.pop()[2:]
-    if len(words) < 2 or not _is_number(words[-1]):
+    if len(words) < 2 or not is_decimal(words[-1]):
         return None  # no product word, or no major: "SUSE Linux Enterprise Micro 5.5"
     major = words[-1]
     id_major, _, id_minor = fields.get("VERSION_ID", "").partition(".")
@@ -372,8 +359,8 @@ def parse_debian_version(text: str) -> "Optional[Distribution]":
     """
     line = _first_line(text)
     head, dot, rest = line.partition(".")
-    if _is_number(head):
-        major, minor = head, _leading_digits(rest) or "0"
+    if is_decimal(head):
+        major, minor = head, leading_decimal(rest) or "0"
     elif "/sid" in line:
         major = minor = ""
     else:
@@ -394,8 +381,8 @@ def parse_os_release(text: str) -> "Optional[Distribution]":
     if not (ident or name or pretty):
         return None
     head, _, rest = fields.get("VERSION_ID", "").strip().partition(".")
-    major = _leading_digits(head) or "unknown"
-    minor = _leading_digits(rest) or "unknown"
+    major = leading_decimal(head) or "unknown"
+    minor = leading_decimal(rest) or "unknown"
     if not pretty:
         pretty = " ".join(part for part in (name or "Linux", fields.get("VERSION", ""))
                           if part)

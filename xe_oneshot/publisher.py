@@ -29,9 +29,11 @@ characters become spaces.
 """
 
 import time
+from errno import E2BIG, EACCES, ENOENT
 
 from . import log
 from .records import field, record
+from .text import replace_controls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,7 +70,6 @@ NOTIFY = ("data/os_", "attr/", "control/", "xenserver/attr/")
 #: (timer jitter included), so the graph is never staler than with the classic agent.
 MAX_AGE = {"data/meminfo_free": 110.0}
 
-ENOENT, EACCES, E2BIG = 2, 13, 7
 
 
 @record
@@ -104,9 +105,7 @@ class Plan:
 
 def clean_value(key: str, value: str) -> str:
     """The value as it may go on the wire: no control characters, at most MAX_VALUE bytes."""
-    # C1 controls (U+0080-U+009F) too: U+009B is a terminal's CSI, like ESC [.
-    if any(ord(c) < 32 or 127 <= ord(c) <= 159 for c in value):
-        value = "".join(" " if ord(c) < 32 or 127 <= ord(c) <= 159 else c for c in value)
+    value = replace_controls(value)      # C1 too: U+009B is a terminal's CSI
     data = value.encode("utf-8", "replace")
     if len(data) > MAX_VALUE:
         LOG.warning("%s: value of %d bytes cut to %d", key, len(data), MAX_VALUE)

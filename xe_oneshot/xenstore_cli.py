@@ -22,6 +22,7 @@ import os
 import sys
 
 from .output import OutputError, failed
+from .text import HEX_BYTES, sanitise
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds; this runs from shell hooks
@@ -72,35 +73,6 @@ class UsageError(Exception):
 # -- pure helpers (tested on their own) ---------------------------------------------------
 
 
-def sanitise(value: bytes) -> bytes:
-    """Escape a value as the C tools print it (``xs_sanitise_value``): printable ASCII
-    except backslash as is; ``\\t \\n \\r \\\\``; below 8 octal ``\\001``; else ``\\xNN``.
-
-    >>> sanitise(b'a"b\\\\\\x01\\xc3\\xa9')
-    b'a"b\\\\\\\\\\\\001\\\\xc3\\\\xa9'
-    """
-    out = bytearray()
-    for c in value:
-        if 32 <= c <= 126 and c != 92:
-            out.append(c)
-        elif c == 9:
-            out += b"\\t"
-        elif c == 10:
-            out += b"\\n"
-        elif c == 13:
-            out += b"\\r"
-        elif c == 92:
-            out += b"\\\\"
-        elif c < 8:
-            out += b"\\%03o" % c
-        else:
-            out += b"\\x%02x" % c
-    return bytes(out)
-
-
-_HEX = b"0123456789abcdefABCDEF"
-
-
 def unsanitise(text: bytes) -> bytes:
     """Undo :func:`sanitise` as ``xenstore-write`` does (``xs_unsanitise_value``):
     ``\\t \\n \\r \\\\``, ``\\xNN`` (1-2 hex digits), ``\\NNN`` (1-3 octal digits); any
@@ -122,7 +94,7 @@ def unsanitise(text: bytes) -> bytes:
             out.append({116: 9, 110: 10, 114: 13, 92: 92}[c])
         elif c == 120:  # x
             j = i
-            while j < n and j < i + 2 and text[j] in _HEX:
+            while j < n and j < i + 2 and text[j] in HEX_BYTES:
                 j += 1
             out.append(int(text[i:j], 16) & 0xFF if j > i else c)
             i = j

@@ -13,6 +13,7 @@ publisher holds smaller moves back until the published value is old, at most
 120 s; see publisher.py)."""
 
 from . import Collected, Context, SectionError
+from ..text import parse_decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,9 +32,9 @@ def parse_meminfo(text: str) -> "Dict[str, int]":
         name, sep, rest = line.partition(":")
         if not sep:
             continue
-        number = rest.split(None, 1)[0] if rest.split() else ""
-        if number.isdigit():
-            fields[name.strip()] = int(number)
+        value = parse_decimal(rest.split(None, 1)[0] if rest.split() else "")
+        if value is not None:       # ASCII only: "٣٣" is no number here
+            fields[name.strip()] = value
     return fields
 
 

@@ -17,6 +17,7 @@ publishes the rest.
 
 from .. import __version__
 from . import Collected, Context
+from ..text import leading_decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,11 +37,7 @@ def version_numbers(version: str) -> "List[str]":
     """
     parts = []
     for piece in version.replace("+", ".").replace("-", ".").split("."):
-        digits = ""
-        for char in piece:
-            if not char.isdigit():
-                break
-            digits += char
+        digits = leading_decimal(piece)[:18]    # ASCII only: "²" is no digit here
         if not digits:
             break
         parts.append(str(int(digits)))

@@ -51,6 +51,7 @@ from _socket import AF_INET, AF_INET6, if_nametoindex, inet_ntop, inet_pton
 from . import Collected
 from .. import log
 from ..records import field, record
+from ..text import HEX_LOWER, is_decimal, is_xs_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -91,8 +92,6 @@ REL_PATH_MAX = 2048
 #: IFA_F_DEPRECATED.
 NOT_PRIMARY = 0x01 | 0x08 | 0x20
 
-_HEX = frozenset("0123456789abcdef")
-_XS_NAME = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@-")
 
 
 @record(frozen=True)
@@ -146,7 +145,7 @@ def parse_vif_nodename(text: "Optional[str]") -> "Optional[str]":
     if text is None:
         return None
     prefix, _, vifid = text.strip().rpartition("/")
-    return vifid if prefix == "device/vif" and _is_decimal(vifid) else None
+    return vifid if prefix == "device/vif" and is_decimal(vifid) else None
 
 
 def parse_mac(text: "Optional[str]") -> "Optional[str]":
@@ -156,20 +155,15 @@ def parse_mac(text: "Optional[str]") -> "Optional[str]":
         return None
     mac = text.strip().lower()
     parts = mac.split(":")
-    if len(parts) == 6 and all(len(p) == 2 and _HEX.issuperset(p) for p in parts):
+    if len(parts) == 6 and all(len(p) == 2 and HEX_LOWER.issuperset(p) for p in parts):
         return mac
     return None
-
-
-def _is_decimal(text: str) -> bool:
-    """``0``, ``12``: ASCII digits only (``str.isdigit`` also takes ``²``)."""
-    return bool(text) and max(text) < "\x80" and text.isdigit()  # str.isascii: 3.7+
 
 
 def is_index(text: str) -> bool:
     """An index as xapi's ``int_of_string`` reads it and we write it: ``0``, ``12``;
     not ``07``, ``-1``, ``x``."""
-    return _is_decimal(text) and (text == "0" or text[0] != "0")
+    return is_decimal(text) and (text == "0" or text[0] != "0")
 
 
 def canonical(family: int, text: str) -> "Optional[str]":
@@ -200,7 +194,7 @@ def vf_ids_by_mac(xenstore: "Optional[XenStoreReader]") -> "Dict[str, str]":
         return {}
     out: Dict[str, str] = {}
     for ident in xenstore.directory(VF_DEVICES):
-        if not ident or not _XS_NAME.issuperset(ident):
+        if not is_xs_name(ident):
             LOG.warning("SR-IOV VF id %s ignored: not a XenStore name",
                         ascii(ident[:64]))
             continue
@@ -328,7 +322,7 @@ def interface_index(root: "Root", name: str) -> "Optional[int]":
     an ioctl, no netlink); None if neither knows it."""
     text = root.read_line("%s/%s/ifindex" % (SYS_NET, name))
     if text is not None:
-        return int(text) if _is_decimal(text) else None
+        return int(text) if is_decimal(text) else None
     try:
         return if_nametoindex(name) or None
     except (OSError, ValueError):

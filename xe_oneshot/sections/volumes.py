@@ -75,6 +75,7 @@ import os
 from . import Collected, SectionError
 from .. import log, mountinfo, udevdb
 from ..records import field, record
+from ..text import DIGITS, is_decimal, is_xs_name, parse_decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -127,9 +128,6 @@ UNKNOWN_PARTNO = 1 << 32
 #: udev ``ID_PART_ENTRY_TYPE`` of MBR extended-partition containers (DOS, Win95 LBA, Linux).
 EXTENDED_TYPES = frozenset(("0x5", "0xf", "0x85"))
 
-#: Characters of a XenStore path element.
-_XS_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@-")
-_DIGITS = frozenset("0123456789")
 _LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
 #: Disk families named by letters (``xvdaa``), numbered like a spreadsheet's columns.
 _LETTERED = ("xvd", "sd", "vd", "hd")
@@ -204,7 +202,7 @@ def disk_order(name: str) -> "Tuple[str, tuple, str]":
     numbers = []
     digits = ""
     for i, char in enumerate(name + "/"):
-        if char in _DIGITS:
+        if char in DIGITS:
             stem = min(stem, i)
             digits += char
         elif digits:
@@ -217,8 +215,8 @@ def disk_order(name: str) -> "Tuple[str, tuple, str]":
 def is_nodename(text: str) -> bool:
     """A Xen device's ``nodename`` in sysfs: ``device/vbd/51712``."""
     parts = text.split("/")
-    return (len(parts) == 3 and parts[0] == "device" and _is_xs_name(parts[1])
-            and _is_number(parts[2]))
+    return (len(parts) == 3 and parts[0] == "device" and is_xs_name(parts[1])
+            and is_decimal(parts[2]))
 
 
 def is_backend(path: str) -> bool:
@@ -226,26 +224,14 @@ def is_backend(path: str) -> bool:
     (dom0 or a driver domain). Anything else in ``<nodename>/backend`` is ignored."""
     parts = path.split("/")
     return (len(parts) >= 6 and parts[:3] == ["", "local", "domain"]
-            and _is_number(parts[3]) and parts[4] == "backend"
-            and all(_is_xs_name(part) for part in parts[5:]))
-
-
-def _is_xs_name(text: str) -> bool:
-    return bool(text) and set(text) <= _XS_CHARS
-
-
-def _is_number(text: str) -> bool:
-    return bool(text) and set(text) <= _DIGITS
+            and is_decimal(parts[3]) and parts[4] == "backend"
+            and all(is_xs_name(part) for part in parts[5:]))
 
 
 def parse_number(text: str) -> "Optional[int]":
-    """A decimal number of at most 20 ASCII digits (any 64-bit count), else None.
-
-    Not ``str.isdigit()`` + ``int()``: isdigit accepts ``²`` which int refuses, and int
-    refuses strings longer than 4300 digits; garbage must skip a device, not the run.
-    """
-    text = text.strip()
-    return int(text) if 0 < len(text) <= 20 and set(text) <= _DIGITS else None
+    """A decimal number of at most 20 ASCII digits (any 64-bit count), else None:
+    garbage must skip a device, not the run (see ``text.parse_decimal``)."""
+    return parse_decimal(text)
 
 
 def parse_devno(text: str) -> "Tuple[int, int]":
@@ -358,7 +344,7 @@ def read_disks(root: "Root", skipped: _Skipped) -> "List[Tuple[BlockDevice, List
 
 def _trailing_digits(name: str) -> str:
     end = len(name)
-    while end > 0 and name[end - 1] in _DIGITS:
+    while end > 0 and name[end - 1] in DIGITS:
         end -= 1
     return name[end:]
 

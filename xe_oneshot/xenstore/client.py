@@ -14,6 +14,7 @@ from .errors import (ConnectionLost, InvalidArgument, NoXenStore, ProtocolError,
                      Timeout, XenStoreError, from_wire)
 from .packet import HEADER, OP_NAMES, PAYLOAD_MAX, Op
 from .transport import DEVICE_PATHS, SOCKET_PATH, DeviceTransport, SocketTransport, Transport
+from ..text import is_decimal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every udev event
@@ -21,7 +22,6 @@ if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every ude
     T = TypeVar("T")
 
 _PERM_KINDS = frozenset("nrwb")
-_DIGITS = frozenset("0123456789")
 
 #: Xen's first reserved domain id (``DOMID_FIRST_RESERVED`` in xen/include/public/xen.h):
 #: every domain's id is below it.
@@ -32,7 +32,7 @@ def normal_perm(perm: str) -> "Optional[str]":
     """A permission as sent: ``"r05"`` → ``"r5"``: n|r|w|b, then a domid in ASCII
     decimal below DOMID_FIRST_RESERVED. None if it is not one (``"r\u00b2"``: ``isdigit``
     is true of it, ``int`` of thousands of digits raises)."""
-    if len(perm) < 2 or perm[0] not in _PERM_KINDS or not _DIGITS.issuperset(perm[1:]):
+    if len(perm) < 2 or perm[0] not in _PERM_KINDS or not is_decimal(perm[1:]):
         return None
     digits = perm[1:].lstrip("0") or "0"
     if len(digits) > 5 or int(digits) >= DOMID_FIRST_RESERVED:

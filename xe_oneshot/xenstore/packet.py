@@ -4,12 +4,12 @@
 import struct
 
 from .errors import InvalidArgument
+from ..text import XS_PATH_BYTES
 
 HEADER = struct.Struct("=IIII")
 PAYLOAD_MAX = 4096
 ABS_PATH_MAX = 3072
 REL_PATH_MAX = 2048
-_PATH_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-/_@")
 
 
 class Op:
@@ -65,8 +65,8 @@ def check_path(path: str, op: str = "") -> bytes:
 
     if not raw:
         raise bad("empty")
-    if not _PATH_CHARS.issuperset(raw):
-        odd = sorted(set(raw) - _PATH_CHARS)[0]
+    if not XS_PATH_BYTES.issuperset(raw):
+        odd = sorted(set(raw) - XS_PATH_BYTES)[0]
         raise bad("character %r not allowed" % chr(odd))
     if b"//" in raw:
         raise bad("contains '//'")
