@@ -6,6 +6,13 @@ PYTHON ?= python3
 test:
 	$(PYTHON) -m pytest -q
 
+# `make lint`: pyflakes and mypy (configured in setup.cfg) on the package; both must be
+# silent. `.ci/run` runs it.
+.PHONY: lint
+lint:
+	$(PYTHON) -m pyflakes xe_oneshot
+	$(PYTHON) -m mypy
+
 # `make test-pythons`: the unit and collector tests on the oldest and newest supported
 # Pythons too (3.6 and 3.13 from pyenv, each in its own venv under build/); a missing
 # interpreter fails. `make test-pythons PYTHONS=3.8` for another one.

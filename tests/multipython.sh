@@ -7,7 +7,8 @@
 #
 # Left out, because they test what only the main interpreter does: the packaging and
 # system-integration tests (Debian's /usr/bin/python3, dpkg, udev, systemd: they run in
-# `make test`) and the benchmark (a developer tool on the main interpreter).
+# `make test`), the benchmark (a developer tool on the main interpreter) and the house
+# rules (static checks of the source, run by `make test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHONS=${PYTHONS:-3.6 3.13}
@@ -16,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ -z "${TESTS:-}" ]; then
     for t in tests/test_*.py; do
-        case $t in tests/test_integration_*|tests/test_bench.py) ;; *) TESTS="${TESTS:-} $t" ;; esac
+        case $t in tests/test_integration_*|tests/test_bench.py|tests/test_house.py) ;; *) TESTS="${TESTS:-} $t" ;; esac
     done
 fi
 

@@ -16,7 +16,16 @@ Annotations are only read for their names: modules write those that name ``typin
 as strings (``mount_points: "List[str]"``) and import ``typing`` only under
 ``TYPE_CHECKING``, so it is not imported at run time (Python 3.6 has no
 ``from __future__ import annotations``).
+
+Type checkers see ``record`` as a ``dataclass_transform`` (PEP 681), declared under
+``TYPE_CHECKING`` only: nothing of it exists at run time.
 """
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, TypeVar, overload
+    from typing import dataclass_transform     # typing_extensions' before 3.11: unused
+    _T = TypeVar("_T")
 
 _MISSING = object()
 
@@ -28,14 +37,14 @@ class _Factory:
         self.make = make
 
 
-def field(default=_MISSING, default_factory=None):
+def _field(default=_MISSING, default_factory=None):
     """A field's default (``field(default_factory=list)`` for a fresh list each time)."""
     if default_factory is not None:
         return _Factory(default_factory)
     return default
 
 
-def record(cls=None, *, frozen: bool = False):
+def _record(cls=None, *, frozen: bool = False):
     """Make ``cls`` a record (see the module docstring)."""
     if cls is None:
         return lambda c: _make(c, frozen)
@@ -43,23 +52,23 @@ def record(cls=None, *, frozen: bool = False):
 
 
 def _make(cls, frozen: bool):
-    fields = []
-    defaults = {}
+    names: "List[str]" = []
+    defaults: "Dict[str, Any]" = {}
     for base in reversed(cls.__mro__[1:]):
         for name in getattr(base, "__record_fields__", ()):
-            if name not in fields:
-                fields.append(name)
+            if name not in names:
+                names.append(name)
         defaults.update(getattr(base, "__record_defaults__", {}))
     for name, kind in cls.__dict__.get("__annotations__", {}).items():
         if "ClassVar" in str(kind):
             continue
-        if name not in fields:
-            fields.append(name)
+        if name not in names:
+            names.append(name)
         if name in cls.__dict__:
             defaults[name] = cls.__dict__[name]
             if isinstance(defaults[name], _Factory):
                 delattr(cls, name)
-    fields = tuple(fields)
+    fields = tuple(names)
     cls.__record_fields__ = fields
     cls.__record_defaults__ = defaults
     setter = object.__setattr__
@@ -113,3 +122,24 @@ def _make(cls, frozen: bool):
     else:
         cls.__hash__ = None
     return cls
+
+
+if TYPE_CHECKING:
+    def field(*, default: "Any" = ..., default_factory: "Optional[Callable[[], Any]]" = ...
+              ) -> "Any":
+        """See :func:`_field`."""
+
+    @overload
+    @dataclass_transform(field_specifiers=(field,))
+    def record(cls: "type[_T]") -> "type[_T]": ...
+
+    @overload
+    @dataclass_transform(field_specifiers=(field,))
+    def record(*, frozen: bool = False) -> "Callable[[type[_T]], type[_T]]": ...
+
+    @dataclass_transform(field_specifiers=(field,))
+    def record(cls: "Any" = None, *, frozen: bool = False) -> "Any":
+        """See :func:`_record`."""
+else:
+    field = _field
+    record = _record
