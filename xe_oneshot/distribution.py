@@ -45,7 +45,7 @@ import stat
 from . import log
 from .guest import VANISHED, Root
 from .records import record
-from .text import DIGITS, HEX, is_decimal, leading_decimal
+from .text import DIGITS, HEX, is_control, is_decimal, leading_decimal, replace_controls
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -119,13 +119,7 @@ def _first_line(text: str) -> str:
 
 def _clean(value: str) -> str:
     """A detected value fit to publish: control characters -> spaces, bounded length."""
-    if not value.isprintable():
-        value = "".join(" " if _is_control(c) else c for c in value)
-    return value.strip()[:MAX_VALUE]
-
-
-def _is_control(char: str) -> bool:
-    return char < " " or "\x7f" <= char <= "\x9f"
+    return replace_controls(value).strip()[:MAX_VALUE]
 
 
 def _make(distro: str, major: str, minor: str, name: str) -> Distribution:
@@ -155,24 +149,7 @@ def shell_value(text: str, hex_escapes: bool = False) -> str:
     while i < end:
         char = text[i]
         if char == '"':
-            i += 1
-            while i < end and text[i] != '"':
-                char = text[i]
-                if char == "\\" and i + 1 < end:
-                    nxt = text[i + 1]
-                    if nxt in _SHELL_SPECIAL:
-                        out.append(nxt)
-                        i += 2
-                        continue
-                    hexa = text[i + 2:i + 4]
-                    if (hex_escapes and nxt == "x" and len(hexa) == 2
-                            and HEX.issuperset(hexa)):
-                        out.append(chr(int(hexa, 16)))
-                        i += 4
-                        continue
-                out.append(char)
-                i += 1
-            i += 1
+            i = _double_quoted(text, i + 1, out, hex_escapes) + 1
             blanks_from = -1
         elif char == "'":
             close = text.find("'", i + 1)
@@ -199,6 +176,28 @@ def shell_value(text: str, hex_escapes: bool = False) -> str:
     if blanks_from >= 0:
         del out[blanks_from:]
     return "".join(out)
+
+
+def _double_quoted(text: str, i: int, out: "List[str]", hex_escapes: bool) -> int:
+    """Append the inside of a double-quoted string starting at ``text[i]`` to ``out``;
+    returns the index of the closing quote (or the end)."""
+    end = len(text)
+    while i < end and text[i] != '"':
+        char = text[i]
+        if char == "\\" and i + 1 < end:
+            nxt = text[i + 1]
+            if nxt in _SHELL_SPECIAL:
+                out.append(nxt)
+                i += 2
+                continue
+            hexa = text[i + 2:i + 4]
+            if hex_escapes and nxt == "x" and len(hexa) == 2 and HEX.issuperset(hexa):
+                out.append(chr(int(hexa, 16)))
+                i += 4
+                continue
+        out.append(char)
+        i += 1
+    return i
 
 
 def parse_assignments(text: str, hex_escapes: bool = False) -> "Dict[str, str]":
@@ -501,7 +500,7 @@ def escape(value: str) -> str:
     for char in value:
         if char in _SHELL_SPECIAL:
             out.append(_SHELL_SPECIAL[char])
-        elif _is_control(char):
+        elif is_control(char):
             out.append("\\x%02x" % ord(char))
         else:
             out.append(char)

@@ -23,7 +23,7 @@ Type checkers see ``record`` as a ``dataclass_transform`` (PEP 681), declared un
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, TypeVar, overload
+    from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, overload
     from typing import dataclass_transform     # typing_extensions' before 3.11: unused
     _T = TypeVar("_T")
 
@@ -51,7 +51,9 @@ def _record(cls=None, *, frozen: bool = False):
     return _make(cls, frozen)
 
 
-def _make(cls, frozen: bool):
+def _fields(cls) -> "Tuple[Tuple[str, ...], Dict[str, Any]]":
+    """The record's field names (the bases' first, in declaration order) and defaults;
+    ``field(default_factory=...)`` markers are taken off the class."""
     names: "List[str]" = []
     defaults: "Dict[str, Any]" = {}
     for base in reversed(cls.__mro__[1:]):
@@ -68,7 +70,11 @@ def _make(cls, frozen: bool):
             defaults[name] = cls.__dict__[name]
             if isinstance(defaults[name], _Factory):
                 delattr(cls, name)
-    fields = tuple(names)
+    return tuple(names), defaults
+
+
+def _make(cls, frozen: bool):
+    fields, defaults = _fields(cls)
     cls.__record_fields__ = fields
     cls.__record_defaults__ = defaults
     setter = object.__setattr__
@@ -107,21 +113,27 @@ def _make(cls, frozen: bool):
     cls.__repr__ = __repr__
     cls.__eq__ = __eq__
     if frozen:
-        def __setattr__(self, name, value):
-            raise AttributeError("%s is frozen: cannot set %s" % (cls.__name__, name))
-
-        def __delattr__(self, name):
-            raise AttributeError("%s is frozen: cannot delete %s" % (cls.__name__, name))
-
-        def __hash__(self):
-            return hash(tuple(getattr(self, n) for n in fields))
-
-        cls.__setattr__ = __setattr__
-        cls.__delattr__ = __delattr__
-        cls.__hash__ = __hash__
+        _freeze(cls, fields)
     else:
         cls.__hash__ = None
     return cls
+
+
+
+def _freeze(cls, fields: "Tuple[str, ...]") -> None:
+    """Forbid assignment and make the record hashable (``@record(frozen=True)``)."""
+    def __setattr__(self, name, value):
+        raise AttributeError("%s is frozen: cannot set %s" % (cls.__name__, name))
+
+    def __delattr__(self, name):
+        raise AttributeError("%s is frozen: cannot delete %s" % (cls.__name__, name))
+
+    def __hash__(self):
+        return hash(tuple(getattr(self, n) for n in fields))
+
+    cls.__setattr__ = __setattr__
+    cls.__delattr__ = __delattr__
+    cls.__hash__ = __hash__
 
 
 if TYPE_CHECKING:
