@@ -36,11 +36,7 @@ def test_print_of_a_non_ascii_os_name_is_the_same_in_the_c_locale(guest):
     rc, out, err = run_in_locale("C", *args)
     assert (rc, err) == (0, "")
     assert "data/os_name = " in out
-    rc_utf8, out_utf8, err_utf8 = run_in_locale("C.UTF-8", *args)
-    keys_utf8 = json.loads(out_utf8)
-    # free space is the host's, read twice: it may move between the runs
-    del keys["data/volumes/0/free"], keys_utf8["data/volumes/0/free"]
-    assert (rc, keys, err) == (rc_utf8, keys_utf8, err_utf8)
+    assert (rc, out, err) == run_in_locale("C.UTF-8", *args)
 
 
 def test_distribution_cli_prints_a_non_ascii_os_name_in_the_c_locale(guest):
