@@ -9,11 +9,10 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
 
 
 def _unavailable():

@@ -6,11 +6,11 @@ would encode stdout as ASCII and die on the first non-ASCII fact with a tracebac
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
+
 NAME = "Débian GNU/Linux 12 (bookwörm) ☃"
 
 

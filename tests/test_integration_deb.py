@@ -15,15 +15,11 @@ from typing import List
 
 import pytest
 
-from tests.support.integration_support import CHECKOUT, lines, make, need, run_lifecycle
+from tests.support.integration_support import (CHECKOUT, lines, make, need, run_lifecycle,
+                                                source_version)
 
 UNITS = ("xe-oneshot.service", "xe-oneshot-ephemeral.timer")
 PINS = {"sh": "python3-sh", "xattr": "python3-xattr"}
-
-
-def source_version() -> str:
-    text = (CHECKOUT / "xe_oneshot/__init__.py").read_text()
-    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,9 @@ from typing import Dict, List
 import pytest
 
 from tests.support.integration_support import (CHECKOUT, XENSTORE_ALIASES, lines, make, need,
-                                       run_lifecycle, stage)
+                                       run_lifecycle, source_version, stage)
 
 DBPATH = "/var/lib/rpm"
-
-
-def source_version() -> str:
-    text = (CHECKOUT / "xe_oneshot/__init__.py").read_text()
-    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.support.fakeguest import MEMINFO
+from tests.support.fakeguest import MEMINFO, set_meminfo
 from tests.support.reliability import changes_since, expected_full, home_tree, log_mark, raw_read
 from tests.support.collector import CHECKOUT, HOME, run
 
@@ -31,14 +30,6 @@ SECTIONS = "static,memory,volumes"
 STATE_PREFIX = "user.xe-oneshot."
 BOOT_A = "6f1c2a52-7d4e-4b8e-9a0f-1c2d3e4f5a6b"
 BOOT_B = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
-
-
-def set_meminfo(root, available):
-    path = Path(root) / "proc/meminfo"
-    tmp = path.with_name("meminfo.new")
-    tmp.write_text(MEMINFO.format(total=2048000, free=300000,
-                                  available="MemAvailable:    %d kB\n" % available))
-    os.replace(tmp, path)
 
 
 def free_published(daemon):
@@ -177,7 +168,7 @@ def test_state_dir_surviving_a_reboot_does_not_silence_the_agent(daemon, full_gu
                    "boot": None if case == "no-boot-recorded" else BOOT_A})
     if case != "same-boot":
         full_guest.file("/proc/sys/kernel/random/boot_id", BOOT_B + "\n")      # rebooted
-    set_meminfo(full_guest.root, 1495000)        # a small change: within the 1% tolerance
+    set_meminfo(full_guest, 1495000)        # a small change: within the 1% tolerance
     res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     if case == "same-boot":
         assert "skipped" in res.stderr, res.stderr
@@ -186,7 +177,7 @@ def test_state_dir_surviving_a_reboot_does_not_silence_the_agent(daemon, full_gu
     assert "skipped" not in res.stderr, res.stderr
     assert free_published(daemon) == "1495000"
     # the new boot's state replaced the old one: a run at once now holds a small change
-    set_meminfo(full_guest.root, 1490000)
+    set_meminfo(full_guest, 1490000)
     res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     assert "1 small change held back" in res.stderr, res.stderr
     assert free_published(daemon) == "1495000"
@@ -360,10 +351,10 @@ def test_debug_output_shows_no_python_repr(daemon, full_guest, state):
 
 def test_one_small_change_is_singular(daemon, full_guest, state):
     run(daemon, full_guest.root, state, "--section", "memory")
-    set_meminfo(full_guest.root, 1495000)
+    set_meminfo(full_guest, 1495000)
     res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     assert "1 small change held back" in res.stderr, res.stderr
-    set_meminfo(full_guest.root, 1500000)        # as published: nothing held back
+    set_meminfo(full_guest, 1500000)        # as published: nothing held back
     res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     assert " 0 small changes held back" in res.stderr, res.stderr
 

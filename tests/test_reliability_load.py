@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.support.fakeguest import MEMINFO
+from tests.support.fakeguest import set_meminfo
 from tests.support.fault_proxy import Rule
 from tests.support.netns import Netns, Unavailable as NetnsUnavailable
 from tests.support.reliability import (changes_since, collector, entries_since, expected_full,
@@ -28,15 +28,6 @@ SECTIONS = "static,memory,volumes"
 #: What udev, the dispatchers, the timer and people ask for, mixed.
 MIX = ["network", "memory", "volumes", "all", "ephemeral", "static", "os,misc",
        "memory,network", "misc", "os"]
-
-
-def set_meminfo(guest, available):
-    """Change /proc/meminfo atomically, as the kernel serves it (never half a file)."""
-    path = guest.root / "proc/meminfo"
-    tmp = path.with_name("meminfo.new")
-    tmp.write_text(MEMINFO.format(total=2048000, free=300000,
-                                  available="MemAvailable:    %d kB\n" % available))
-    os.replace(tmp, path)
 
 
 def wait_for(predicate, timeout=30.0, what="condition"):

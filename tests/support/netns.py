@@ -8,7 +8,8 @@ Xen VIFs, and ``proc/net`` pointing at the reader's own ``/proc/self/net`` (so t
 ``/proc/net/if_inet6`` under the root is the namespace's). Code that reads addresses
 (rtnetlink, ioctls, /proc/self/net) must run inside the namespace:
 :meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.support.netns collect ROOT``
-runs the network section there and prints its keys as JSON.
+runs the network section there and prints its keys as JSON. Fixture ``ns``: a namespace
+of the test's own (a plugin of tests/conftest.py).
 """
 
 import itertools

@@ -4,13 +4,20 @@
   sections' ``OWNS``): the oracle for "it wrote nothing outside its own keys".
 * :func:`foreign_writes`: the daemon's access-log entries since a mark that change
   anything outside that schema (writes of non-leaves, any mkdir / setperms, an rm
-  outside our subtrees, any absolute path elsewhere).
+  outside our subtrees, any absolute path elsewhere); :func:`strangers`,
+  :func:`unclean_values`, :func:`raw_tree` for the published tree.
 * :func:`make_full_guest`: a fake guest for every section: the minimal one of
-  ``tests/support/fakeguest.py`` plus a Xen disk with an unmounted ext4 partition and an active
-  swap partition (both give figures that do not wander). Network interfaces come from
-  a network namespace (tests/support/netns.py) where a test needs addresses.
+  ``tests/support/fakeguest.py`` plus a Xen disk with an unmounted ext4 partition and an
+  active swap partition (both give figures that do not wander), its XenStore seed
+  (:func:`full_seed`) and the tree it publishes (:func:`expected_full`). Network
+  interfaces come from a network namespace (tests/support/netns.py) where a test needs
+  addresses.
+* Runs: :func:`run_in_process` (``cli.main`` here), :func:`collector` / :func:`popen`
+  (a process, optionally in a network namespace).
+* Fixtures (a plugin of tests/conftest.py): ``daemon`` (a real oxenstored seeded with
+  the full guest's disk backend), ``proxy`` (a fault proxy in front of it),
+  ``full_guest``.
 """
-
 import re
 import subprocess
 import sys
