@@ -88,3 +88,16 @@ def test_a_fixture_defined_twice_is_found(tmp_path):
     found = fixtures_defined_twice([tmp_path / n for n in ("test_a.py", "test_b.py",
                                                            "conftest.py")])
     assert sorted(found) == ["daemon", "guest"]
+
+
+def test_no_function_in_the_bench_is_longer_than_60_lines():
+    """bench/ is split into harness, scenarios and report; it keeps the package's rule."""
+    long = []
+    for path in _modules("bench"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.body[-1].end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append("%s:%d %s (%d lines)" % (
+                        path.relative_to(CHECKOUT), node.lineno, node.name, lines))
+    assert long == []
