@@ -8,9 +8,9 @@ from tests.support.xenstored import Unavailable, XenStored
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-#: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``guest``),
-#: a network namespace (``ns``), a staged install and PATH stubs (``staged``, ``stubs``);
-#: a module that defines one of these names uses its own.
+#: Shared fixtures: the reliability tests' (``daemon``, ``proxy``, ``full_guest``),
+#: a network namespace (``ns``), a staged install and PATH stubs (``staged``, ``stubs``).
+#: A fixture name is defined once in the whole suite (tests/test_house.py checks it).
 pytest_plugins = ("tests.support.reliability", "tests.support.netns", "tests.support.integration_support")
 
 

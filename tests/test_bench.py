@@ -9,11 +9,10 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
 
 
 def _unavailable():
@@ -147,3 +146,74 @@ def test_memory_and_ephemeral_runs_import_neither_psutil_nor_sh(bench):
         assert imports[section]["modules"] > 0
         pulled = set(imports[section]["pulls_in"])
         assert not pulled & {"psutil", "sh"}, pulled
+
+
+# -- before and after (--compare / --baseline) ---------------------------------------------
+
+def bench_module(name):
+    """bench/<name>.py, imported as the entry point imports it (bench/ on sys.path)."""
+    import importlib
+    path = str(CHECKOUT / "bench")
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module(name)
+
+
+def test_after_over_before_is_worse_only_beyond_its_noise():
+    harness = bench_module("harness")
+    jitter = [1.0, 1.02, 0.99, 1.01, 0.98, 1.03, 1.0, 0.97, 1.01, 1.02]
+    before = [0.020 * j for j in jitter]
+    same = harness.ratio_with_noise(before, list(before))
+    assert (same["ratio"], same["halves"], same["se"], same["noise"]) == (1.0, 0.0, 0.0, 0.0)
+    slower = harness.ratio_with_noise(before, [t * 1.2 for t in before])
+    assert math.isclose(slower["ratio"], 1.2) and slower["noise"] < 0.01
+    # after drifts from 1.0x to 1.3x of before over the rounds: the halves disagree by
+    # 0.3, which is the noise, and a ratio of ~1.15 is within it
+    drift = [t * (1.0 if i < 5 else 1.3) for i, t in enumerate(before)]
+    moving = harness.ratio_with_noise(before, drift)
+    assert math.isclose(moving["halves"], -0.3, abs_tol=1e-9)
+    assert moving["noise"] >= 0.3 and moving["ratio"] - 1 < moving["noise"]
+    row = harness.before_after_row({"bare": {"wall": before, "cpu": before},
+                                    "before": {"wall": before, "cpu": before},
+                                    "after": {"wall": [t * 1.2 for t in before],
+                                              "cpu": before}})
+    assert row["worse"] and math.isclose(row["after_startup_ratio"], 1.2)
+    assert row["cpu"]["ratio"] == 1.0
+
+
+def test_a_comparison_replaces_its_own_section_and_a_full_run_keeps_it():
+    report = bench_module("report")
+    old = "# B\n\n## 1. Cold start\n\nx\n\n%s\n\nold\n\n## Notes\n\n- n\n" % report.BEFORE_AFTER
+    new = report.replace_section(old, report.BEFORE_AFTER, report.BEFORE_AFTER + "\n\nnew\n")
+    assert new == old.replace("\nold\n", "\nnew\n")
+    assert report.replace_section("# B\n", report.BEFORE_AFTER, report.BEFORE_AFTER + "\n") \
+        == "# B\n\n%s\n" % report.BEFORE_AFTER
+    assert report.kept_section(new, report.BEFORE_AFTER) == report.BEFORE_AFTER + "\n\nnew\n"
+    assert report.kept_section("# B\n\n## Notes\n", report.BEFORE_AFTER) == ""
+    alone, fresh = report.BEFORE_AFTER + "\n\nold\n", report.BEFORE_AFTER + "\n\nnew\n"
+    assert report.replace_section(alone, report.BEFORE_AFTER, fresh) == fresh
+
+
+def test_compare_quick_writes_the_before_and_after_section(tmp_path):
+    """``--baseline`` the checkout itself (an A/A comparison: no git needed): the section
+    replaces only its own in the output file, one row per quick scenario, numbers."""
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    out = tmp_path / "B.md"
+    out.write_text("# kept\n\n## Notes\n\n- kept too\n")
+    res = subprocess.run([sys.executable, str(CHECKOUT / "bench" / "bench.py"), "--quick",
+                          "--pairs", "2", "--baseline", str(CHECKOUT), "--output", str(out),
+                          "--json", str(tmp_path / "r.json")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True, timeout=600)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    text = out.read_text()
+    assert text.startswith("# kept\n\n## Notes\n\n- kept too\n\n## Before and after")
+    (header, rows), = tables(text)
+    assert header[0] == "run" and [r[0] for r in rows] == ["memory", "ephemeral"]
+    for name, row in json.loads((tmp_path / "r.json").read_text())["before_after"][
+            "rows"].items():
+        assert row["rounds"] == 2 and row["before_wall_ms"] > 0 and row["after_wall_ms"] > 0
+        assert math.isclose(row["after_startup_ratio"],
+                            row["after_wall_ms"] / row["bare_wall_ms"])

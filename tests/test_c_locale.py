@@ -6,16 +6,16 @@ would encode stdout as ASCII and die on the first non-ASCII fact with a tracebac
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.support.paths import CHECKOUT
+
 NAME = "Débian GNU/Linux 12 (bookwörm) ☃"
 
 
 @pytest.fixture
-def guest(tmp_path):
+def release_root(tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/os-release").write_text(
         'NAME="Débian"\nID=debian\nVERSION_ID="12"\nPRETTY_NAME="%s"\n' % NAME,
@@ -31,16 +31,17 @@ def run_in_locale(locale, *args):
     return res.returncode, res.stdout.decode("utf-8"), res.stderr.decode("utf-8")
 
 
-def test_print_of_a_non_ascii_os_name_is_the_same_in_the_c_locale(guest):
-    args = ("-m", "xe_oneshot", "--root", str(guest), "--section", "os", "--print")
+def test_print_of_a_non_ascii_os_name_is_the_same_in_the_c_locale(release_root):
+    args = ("-m", "xe_oneshot", "--root", str(release_root), "--section", "os", "--print")
     rc, out, err = run_in_locale("C", *args)
     assert (rc, err) == (0, "")
     assert "data/os_name = " in out
     assert (rc, out, err) == run_in_locale("C.UTF-8", *args)
 
 
-def test_distribution_cli_prints_a_non_ascii_os_name_in_the_c_locale(guest):
-    rc, out, err = run_in_locale("C", "-m", "xe_oneshot.distribution_cli", "--root", str(guest))
+def test_distribution_cli_prints_a_non_ascii_os_name_in_the_c_locale(release_root):
+    rc, out, err = run_in_locale("C", "-m", "xe_oneshot.distribution_cli", "--root",
+                                 str(release_root))
     assert (rc, err) == (0, "")
     assert 'os_name="%s"\n' % NAME in out
 

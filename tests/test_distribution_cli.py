@@ -6,14 +6,13 @@ import shutil
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.distros import CORPUS
+from tests.support.paths import CHECKOUT
 from xe_oneshot.distribution_cli import main
 
-CHECKOUT = Path(__file__).resolve().parent.parent
-CORPUS = CHECKOUT / "tests" / "resources" / "distros"
 CENTOS7 = ('os_distro="centos"\nos_majorver="7"\nos_minorver="9"\nos_uname="%s"\n'
            'os_name="CentOS Linux release 7.9.2009 (Core)"\n')
 

@@ -15,15 +15,11 @@ from typing import List
 
 import pytest
 
-from tests.support.integration_support import CHECKOUT, lines, make, need, run_lifecycle
+from tests.support.integration_support import (CHECKOUT, lines, make, need, run_lifecycle,
+                                                source_version)
 
 UNITS = ("xe-oneshot.service", "xe-oneshot-ephemeral.timer")
 PINS = {"sh": "python3-sh", "xattr": "python3-xattr"}
-
-
-def source_version() -> str:
-    text = (CHECKOUT / "xe_oneshot/__init__.py").read_text()
-    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +160,7 @@ upper() {{
 
 
 @pytest.fixture(scope="module")
-def lifecycle(deb, xenstored, tmp_path_factory):
+def deb_lifecycle(deb, xenstored, tmp_path_factory):
     """Install, run, remove, reinstall and purge; returns what each step left behind."""
     need("dpkg", "unshare", "chroot")
     work = tmp_path_factory.mktemp("deb")
@@ -219,9 +215,9 @@ upper purge
     return run_lifecycle(throwaway_root_script(deb, work, sock, steps), work)
 
 
-def test_dpkg_installs_against_debians_own_packages(lifecycle):
-    assert lifecycle["install.rc"].strip() == "0", lifecycle["install.log"]
-    state = lines(lifecycle["install.state"])
+def test_dpkg_installs_against_debians_own_packages(deb_lifecycle):
+    assert deb_lifecycle["install.rc"].strip() == "0", deb_lifecycle["install.log"]
+    state = lines(deb_lifecycle["install.state"])
     assert "status install ok installed" in state
     for f in ("/usr/bin/xe-oneshot", "/usr/bin/xenstore-read", "/usr/lib/xe-oneshot",
               "/usr/lib/systemd/system/xe-oneshot.service",
@@ -231,29 +227,29 @@ def test_dpkg_installs_against_debians_own_packages(lifecycle):
         assert "present " + f in state
 
 
-def test_postinst_enables_and_starts_the_units_and_reloads_udev(lifecycle):
-    state = lines(lifecycle["install.state"])
+def test_postinst_enables_and_starts_the_units_and_reloads_udev(deb_lifecycle):
+    state = lines(deb_lifecycle["install.state"])
     assert "link /etc/systemd/system/multi-user.target.wants/xe-oneshot.service -> " \
            "/lib/systemd/system/xe-oneshot.service" in state or \
            "link /etc/systemd/system/multi-user.target.wants/xe-oneshot.service -> " \
            "/usr/lib/systemd/system/xe-oneshot.service" in state, state
     assert any(s.startswith("link /etc/systemd/system/timers.target.wants/"
                             "xe-oneshot-ephemeral.timer -> ") for s in state), state
-    calls = lines(lifecycle["install.calls"])
+    calls = lines(deb_lifecycle["install.calls"])
     assert "systemctl --system daemon-reload" in calls
     assert "systemctl --quiet --system start xe-oneshot.service xe-oneshot-ephemeral.timer" \
         in calls, calls
     assert "udevadm control --reload" in calls
 
 
-def test_postinst_byte_compiles_for_debians_python(lifecycle):
-    pyc = [s for s in lines(lifecycle["install.state"]) if s.startswith("pyc ")]
+def test_postinst_byte_compiles_for_debians_python(deb_lifecycle):
+    pyc = [s for s in lines(deb_lifecycle["install.state"]) if s.startswith("pyc ")]
     assert "pyc cli.cpython-%s.pyc" % debian_python_tag() in pyc, pyc
 
 
-def test_rtupdate_hook_recompiles(lifecycle):
-    assert lifecycle["rtupdate.rc"].strip() == "0", lifecycle["rtupdate.log"]
-    assert "cli.cpython-%s.pyc" % debian_python_tag() in lines(lifecycle["rtupdate.pyc"])
+def test_rtupdate_hook_recompiles(deb_lifecycle):
+    assert deb_lifecycle["rtupdate.rc"].strip() == "0", deb_lifecycle["rtupdate.log"]
+    assert "cli.cpython-%s.pyc" % debian_python_tag() in lines(deb_lifecycle["rtupdate.pyc"])
 
 
 def debian_python_tag() -> str:
@@ -269,10 +265,10 @@ def dpkg_upstream_version(package: str) -> str:
     return re.sub(r"^\d+:", "", version).rsplit("-", 1)[0]
 
 
-def test_installed_python_uses_debians_modules(lifecycle):
+def test_installed_python_uses_debians_modules(deb_lifecycle):
     """The Debian pins: the interpreter the launchers name imports Debian's packages."""
     got = {}
-    for line in lines(lifecycle["pins"]):
+    for line in lines(deb_lifecycle["pins"]):
         name, version, path = line.split()
         got[name] = (version, path)
     for module, package in PINS.items():
@@ -281,8 +277,8 @@ def test_installed_python_uses_debians_modules(lifecycle):
         assert version == dpkg_upstream_version(package)
 
 
-def test_installed_collector_publishes_into_the_real_daemon(lifecycle, xenstored):
-    assert lifecycle["run.rc"].strip() == "0", lifecycle["run.log"]
+def test_installed_collector_publishes_into_the_real_daemon(deb_lifecycle, xenstored):
+    assert deb_lifecycle["run.rc"].strip() == "0", deb_lifecycle["run.log"]
     major, minor, micro = (source_version().split(".") + ["0", "0"])[:3]
     pv = xenstored.tree("attr/PVAddons")
     assert (pv["Installed"], pv["MajorVersion"], pv["MinorVersion"], pv["MicroVersion"]) == \
@@ -292,13 +288,13 @@ def test_installed_collector_publishes_into_the_real_daemon(lifecycle, xenstored
     total = next(line.split()[1] for line in open("/proc/meminfo")
                  if line.startswith("MemTotal:"))
     assert xenstored.read("data/meminfo_total") == total
-    assert lifecycle["read.log"] == "1\n"
+    assert deb_lifecycle["read.log"] == "1\n"
 
 
-def test_remove_stops_and_masks_keeps_conffiles(lifecycle):
-    assert lifecycle["remove.rc"].strip() == "0", lifecycle["remove.log"]
-    state = lines(lifecycle["remove.state"])
-    calls = lines(lifecycle["remove.calls"])
+def test_remove_stops_and_masks_keeps_conffiles(deb_lifecycle):
+    assert deb_lifecycle["remove.rc"].strip() == "0", deb_lifecycle["remove.log"]
+    state = lines(deb_lifecycle["remove.state"])
+    calls = lines(deb_lifecycle["remove.calls"])
     assert "systemctl stop xe-oneshot-ephemeral.timer xe-oneshot.service" in calls, calls
     assert "systemctl --system daemon-reload" in calls
     assert "udevadm control --reload" in calls
@@ -314,28 +310,28 @@ def test_remove_stops_and_masks_keeps_conffiles(lifecycle):
     assert not [s for s in state if s.startswith("pyc ")]
 
 
-def test_reinstall_unmasks_and_enables_again(lifecycle):
-    assert lifecycle["reinstall.rc"].strip() == "0", lifecycle["reinstall.log"]
-    state = lines(lifecycle["reinstall.state"])
+def test_reinstall_unmasks_and_enables_again(deb_lifecycle):
+    assert deb_lifecycle["reinstall.rc"].strip() == "0", deb_lifecycle["reinstall.log"]
+    state = lines(deb_lifecycle["reinstall.state"])
     assert not [s for s in state if "-> /dev/null" in s], state
     assert any("multi-user.target.wants/xe-oneshot.service" in s for s in state)
 
 
-def test_purge_leaves_nothing_behind(lifecycle):
-    assert lifecycle["purge.rc"].strip() == "0", lifecycle["purge.log"]
-    state = lines(lifecycle["purge.state"])
+def test_purge_leaves_nothing_behind(deb_lifecycle):
+    assert deb_lifecycle["purge.rc"].strip() == "0", deb_lifecycle["purge.log"]
+    state = lines(deb_lifecycle["purge.state"])
     assert state == [], state
     # not a file anywhere in the root that was not there before the installation
-    assert set(lines(lifecycle["purge.upper"])) - set(lines(lifecycle["before.upper"])) \
+    assert set(lines(deb_lifecycle["purge.upper"])) - set(lines(deb_lifecycle["before.upper"])) \
         == set()
 
 
-def test_xenstore_commands_are_alternatives(lifecycle):
+def test_xenstore_commands_are_alternatives(deb_lifecycle):
     assert "xenstore-read -> /etc/alternatives/xenstore-read" in \
-        lifecycle["install.alternatives"], lifecycle["install.alternatives"]
-    assert lifecycle["read.log"] == "1\n"          # through /usr/bin/xenstore-read
-    assert lifecycle["remove.alternatives"] == ""
-    assert lifecycle["purge.alternatives"] == ""
+        deb_lifecycle["install.alternatives"], deb_lifecycle["install.alternatives"]
+    assert deb_lifecycle["read.log"] == "1\n"          # through /usr/bin/xenstore-read
+    assert deb_lifecycle["remove.alternatives"] == ""
+    assert deb_lifecycle["purge.alternatives"] == ""
 
 
 # -- beside Debian's xenstore-utils ------------------------------------------------------

@@ -14,14 +14,9 @@ from typing import Dict, List
 import pytest
 
 from tests.support.integration_support import (CHECKOUT, XENSTORE_ALIASES, lines, make, need,
-                                       run_lifecycle, stage)
+                                       run_lifecycle, source_version, stage)
 
 DBPATH = "/var/lib/rpm"
-
-
-def source_version() -> str:
-    text = (CHECKOUT / "xe_oneshot/__init__.py").read_text()
-    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +149,7 @@ exit 0
 
 
 @pytest.fixture(scope="module")
-def lifecycle(rpm, xenstored, tmp_path_factory) -> Dict[str, str]:
+def rpm_lifecycle(rpm, xenstored, tmp_path_factory) -> Dict[str, str]:
     need("unshare", "chroot")
     work = tmp_path_factory.mktemp("rpm")
     (work / "stub").write_text(STUB)
@@ -226,9 +221,9 @@ snap erase2; upper erase2
     return run_lifecycle(script, work)
 
 
-def test_rpm_installs_where_the_units_expect_the_files(lifecycle):
-    assert lifecycle["install.rc"].strip() == "0", lifecycle["install.log"]
-    state = lines(lifecycle["install.state"])
+def test_rpm_installs_where_the_units_expect_the_files(rpm_lifecycle):
+    assert rpm_lifecycle["install.rc"].strip() == "0", rpm_lifecycle["install.log"]
+    state = lines(rpm_lifecycle["install.state"])
     assert "xe-oneshot-%s-1.noarch" % source_version() in state
     for f in ("/usr/bin/xe-oneshot", "/usr/bin/xenstore-read",
               "/usr/lib/systemd/system/xe-oneshot.service",
@@ -243,19 +238,19 @@ def test_rpm_installs_where_the_units_expect_the_files(lifecycle):
                           ".cache_tag)"], stdout=subprocess.PIPE,
                           universal_newlines=True).stdout.strip()
     assert "pyc cli.%s.pyc" % tag in state
-    assert lifecycle["verify.rc"].strip() == "0", lifecycle["verify.log"]
+    assert rpm_lifecycle["verify.rc"].strip() == "0", rpm_lifecycle["verify.log"]
 
 
-def test_files_are_where_the_units_and_rules_look(lifecycle):
-    named = lines(lifecycle["install.named"])
+def test_files_are_where_the_units_and_rules_look(rpm_lifecycle):
+    named = lines(rpm_lifecycle["install.named"])
     for f in ("/usr/bin/xe-oneshot", "/usr/bin/xe-linux-distribution",
               "/usr/share/doc/xe-oneshot/README.md", "/bin/systemctl", "/bin/sh"):
         assert "found " + f in named, named
     assert not [n for n in named if n.startswith("MISSING")], named
 
 
-def test_scriptlets_enable_by_preset_start_and_reload_udev(lifecycle):
-    calls = lines(lifecycle["install.calls"])
+def test_scriptlets_enable_by_preset_start_and_reload_udev(rpm_lifecycle):
+    calls = lines(rpm_lifecycle["install.calls"])
     assert "systemctl --no-reload preset xe-oneshot.service xe-oneshot-ephemeral.timer" \
         in calls, calls
     assert "systemctl daemon-reload" in calls
@@ -267,30 +262,30 @@ def test_scriptlets_enable_by_preset_start_and_reload_udev(lifecycle):
         "enable xe-oneshot-ephemeral.timer" in preset
 
 
-def test_installed_collector_publishes_into_the_real_daemon(lifecycle, xenstored):
-    assert lifecycle["run.rc"].strip() == "0", lifecycle["run.log"]
+def test_installed_collector_publishes_into_the_real_daemon(rpm_lifecycle, xenstored):
+    assert rpm_lifecycle["run.rc"].strip() == "0", rpm_lifecycle["run.log"]
     assert xenstored.read("attr/PVAddons/Installed") == "1"
     assert xenstored.read("data/os_uname") == subprocess.run(
         ["uname", "-r"], stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
-    assert lifecycle["read.log"] == "1\n"
+    assert rpm_lifecycle["read.log"] == "1\n"
 
 
 @pytest.mark.parametrize("step", ["erase", "erase2"])
-def test_erase_disables_and_leaves_no_file_behind(lifecycle, step):
-    assert lifecycle[step + ".rc"].strip() == "0", lifecycle[step + ".log"]
-    assert lines(lifecycle[step + ".state"]) == ["package xe-oneshot is not installed"]
-    left = set(lines(lifecycle[step + ".upper"])) - set(lines(lifecycle["before.upper"]))
+def test_erase_disables_and_leaves_no_file_behind(rpm_lifecycle, step):
+    assert rpm_lifecycle[step + ".rc"].strip() == "0", rpm_lifecycle[step + ".log"]
+    assert lines(rpm_lifecycle[step + ".state"]) == ["package xe-oneshot is not installed"]
+    left = set(lines(rpm_lifecycle[step + ".upper"])) - set(lines(rpm_lifecycle["before.upper"]))
     assert left == set()         # the ghosts (cache, interpreter link) and .pyc too
     if step == "erase":
-        calls = lines(lifecycle["erase.calls"])
+        calls = lines(rpm_lifecycle["erase.calls"])
         assert "systemctl --no-reload disable --now xe-oneshot.service " \
                "xe-oneshot-ephemeral.timer" in calls, calls
         assert "systemctl daemon-reload" in calls and "udevadm control --reload" in calls
 
 
-def test_reinstall_works(lifecycle):
-    assert lifecycle["reinstall.rc"].strip() == "0", lifecycle["reinstall.log"]
-    assert lines(lifecycle["reinstall.state"]) == lines(lifecycle["install.state"])
+def test_reinstall_works(rpm_lifecycle):
+    assert rpm_lifecycle["reinstall.rc"].strip() == "0", rpm_lifecycle["reinstall.log"]
+    assert lines(rpm_lifecycle["reinstall.state"]) == lines(rpm_lifecycle["install.state"])
 
 
 def test_without_python3_sh_lvm_usage_is_skipped_not_the_volumes_section(monkeypatch,

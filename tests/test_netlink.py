@@ -130,7 +130,7 @@ def test_malformed_data_raises_oserror(data):
 # -- real interfaces ---------------------------------------------------------------------
 
 @pytest.fixture
-def ns():
+def netlink_ns():
     try:
         with Netns("xenl") as netns:
             yield netns
@@ -184,16 +184,16 @@ def compare(ns):
     return got
 
 
-def test_veth_primary_secondary_label_peer_and_ipv6(ns):
-    ns.veth("veth0", "peer0")
-    ns.addr("veth0", "192.0.2.10/24")
-    ns.addr("veth0", "192.0.2.11/24")                        # secondary
-    ns.addr("veth0", "192.0.2.12/24", "label", "veth0:1")   # alias
-    ns.addr("veth0", "10.1.0.1", "peer", "10.1.0.2/32")     # IFA_LOCAL != IFA_ADDRESS
-    ns.addr("veth0", "2001:db8::10/64")
-    ns.addr("veth0", "fe80::10/64")
-    ns.addr("peer0", "fe80::20/64")
-    got = compare(ns)
+def test_veth_primary_secondary_label_peer_and_ipv6(netlink_ns):
+    netlink_ns.veth("veth0", "peer0")
+    netlink_ns.addr("veth0", "192.0.2.10/24")
+    netlink_ns.addr("veth0", "192.0.2.11/24")                        # secondary
+    netlink_ns.addr("veth0", "192.0.2.12/24", "label", "veth0:1")   # alias
+    netlink_ns.addr("veth0", "10.1.0.1", "peer", "10.1.0.2/32")     # IFA_LOCAL != IFA_ADDRESS
+    netlink_ns.addr("veth0", "2001:db8::10/64")
+    netlink_ns.addr("veth0", "fe80::10/64")
+    netlink_ns.addr("peer0", "fe80::20/64")
+    got = compare(netlink_ns)
     assert sorted(got["veth0"]) == [(2, "10.1.0.1"), (2, "192.0.2.10"), (2, "192.0.2.11"),
                                     (2, "192.0.2.12"), (10, "2001:db8::10"),
                                     (10, "fe80::10")]
@@ -201,66 +201,67 @@ def test_veth_primary_secondary_label_peer_and_ipv6(ns):
     assert got["lo"] == [(2, "127.0.0.1"), (10, "::1")]
 
 
-def test_bridge_holding_the_ip_and_a_macvlan(ns):
-    ns.veth("eth0", "peer0")
-    ns.veth("eth1", "peer1")
-    ns.bridge("br0", "eth0")
-    ns.addr("br0", "192.0.2.1/24")
-    ns.addr("br0", "2001:db8::1/64")
-    ns.macvlan("mv0", "eth1")
-    ns.addr("mv0", "198.51.100.5/24")
-    ns.addr("mv0", "fe80::5/64")
-    got = compare(ns)
+def test_bridge_holding_the_ip_and_a_macvlan(netlink_ns):
+    netlink_ns.veth("eth0", "peer0")
+    netlink_ns.veth("eth1", "peer1")
+    netlink_ns.bridge("br0", "eth0")
+    netlink_ns.addr("br0", "192.0.2.1/24")
+    netlink_ns.addr("br0", "2001:db8::1/64")
+    netlink_ns.macvlan("mv0", "eth1")
+    netlink_ns.addr("mv0", "198.51.100.5/24")
+    netlink_ns.addr("mv0", "fe80::5/64")
+    got = compare(netlink_ns)
     assert got["br0"] == [(2, "192.0.2.1"), (10, "2001:db8::1")]
     assert got["mv0"] == [(2, "198.51.100.5"), (10, "fe80::5")]
     assert "eth0" not in got and "eth1" not in got
 
 
-def test_hundreds_of_addresses_span_several_dump_parts(ns):
-    ns.veth("eth0", "peer0")
+def test_hundreds_of_addresses_span_several_dump_parts(netlink_ns):
+    netlink_ns.veth("eth0", "peer0")
     commands = ["addr add 10.0.%d.%d/16 dev eth0" % (i // 200, 1 + i % 200) for i in range(400)]
     commands += ["addr add 2001:db8::%x/64 dev eth0 nodad" % (i + 1) for i in range(120)]
-    ns.batch(commands)
-    got = compare(ns)
+    netlink_ns.batch(commands)
+    got = compare(netlink_ns)
     assert len(got["eth0"]) == 520
     assert (2, "10.0.1.200") in got["eth0"] and (10, "2001:db8::78") in got["eth0"]
 
 
-def test_renamed_interface_and_its_alias_show_the_new_name(ns):
-    ns.veth("eth0", "peer0")
-    ns.addr("eth0", "192.0.2.10/24")
-    ns.addr("eth0", "192.0.2.12/24", "label", "eth0:7")
-    ns.ip("link", "set", "eth0", "down")                    # drops IPv6, keeps IPv4
-    ns.ip("link", "set", "eth0", "name", "lan0")
-    ns.ip("link", "set", "lan0", "up")
-    ns.addr("lan0", "2001:db8::10/64")
-    got = compare(ns)
+def test_renamed_interface_and_its_alias_show_the_new_name(netlink_ns):
+    netlink_ns.veth("eth0", "peer0")
+    netlink_ns.addr("eth0", "192.0.2.10/24")
+    netlink_ns.addr("eth0", "192.0.2.12/24", "label", "eth0:7")
+    netlink_ns.ip("link", "set", "eth0", "down")                    # drops IPv6, keeps IPv4
+    netlink_ns.ip("link", "set", "eth0", "name", "lan0")
+    netlink_ns.ip("link", "set", "lan0", "up")
+    netlink_ns.addr("lan0", "2001:db8::10/64")
+    got = compare(netlink_ns)
     assert got["lan0"] == [(2, "192.0.2.10"), (2, "192.0.2.12"), (10, "2001:db8::10")]
     assert "eth0" not in got
 
 
-def test_bounds_are_enforced_with_oserror(ns):
-    ns.veth("eth0", "peer0")
-    ns.batch(["addr add 10.0.0.%d/24 dev eth0" % i for i in range(1, 200)])
+def test_bounds_are_enforced_with_oserror(netlink_ns):
+    netlink_ns.veth("eth0", "peer0")
+    netlink_ns.batch(["addr add 10.0.0.%d/24 dev eth0" % i for i in range(1, 200)])
     code = ("from xe_oneshot import netlink\n"
             "try:\n    netlink.interface_addresses(max_bytes=4096)\n"
             "except OSError as err:\n    print('OSError', err)\n")
-    res = ns.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(CHECKOUT)))
+    res = netlink_ns.run([sys.executable, "-c", code],
+                         env=dict(os.environ, PYTHONPATH=str(CHECKOUT)))
     assert res.stdout.startswith("OSError rtnetlink: address dump larger than 4096 bytes")
 
 
 # -- the network section: imports -------------------------------------------------
 
-def test_network_run_imports_neither_psutil_nor_socket(ns, tmp_path):
-    ns.veth("eth0", "peer0")
-    ns.addr("eth0", "192.0.2.10/24")
-    ns.mirror(tmp_path, {"eth0": "0"})
+def test_network_run_imports_neither_psutil_nor_socket(netlink_ns, tmp_path):
+    netlink_ns.veth("eth0", "peer0")
+    netlink_ns.addr("eth0", "192.0.2.10/24")
+    netlink_ns.mirror(tmp_path, {"eth0": "0"})
     code = ("import sys; before = set(sys.modules); from xe_oneshot.cli import main; "
             "rc = main(['--print', '--root', %r, '--section', 'network']); "
             "print(rc, sorted(m for m in ('psutil', 'socket', 'sh') "
             "if m in sys.modules and m not in before))" % str(tmp_path))
     env = dict(os.environ, PYTHONPATH=str(CHECKOUT), XENSTORED_PATH=str(tmp_path / "none"))
-    res = ns.run([sys.executable, "-c", code], env=env)
+    res = netlink_ns.run([sys.executable, "-c", code], env=env)
     lines = res.stdout.splitlines()
     assert lines[-1] == "0 []", res.stderr
     assert any("192.0.2.10" in line for line in lines[:-1]), res.stdout

@@ -38,12 +38,12 @@ class Guest:
 
 
 @pytest.fixture
-def guest(ns, tmp_path, fresh_xenstored):
+def net_guest(ns, tmp_path, fresh_xenstored):
     return Guest(ns, tmp_path, fresh_xenstored)
 
 
-def test_addresses_published_and_kept_stable(guest):
-    ns, xsd = guest.ns, guest.xsd
+def test_addresses_published_and_kept_stable(net_guest):
+    ns, xsd = net_guest.ns, net_guest.xsd
     ns.veth("eth0", "p0")
     ns.veth("eth1", "p1")
     ns.bridge("br0", "eth1")
@@ -51,20 +51,20 @@ def test_addresses_published_and_kept_stable(guest):
     ns.addr("eth0", "192.0.2.2/24")              # a secondary
     ns.addr("eth0", "fe80::1/64")
     ns.addr("br0", "198.51.100.1/24")
-    guest.vifs = {"eth0": "0", "eth1": "1"}
-    guest.run()
-    assert guest.tree() == {
+    net_guest.vifs = {"eth0": "0", "eth1": "1"}
+    net_guest.run()
+    assert net_guest.tree() == {
         "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.2",
         "0/ipv6": "", "0/ipv6/0": "fe80::1",
         "1": "", "1/ipv4": "", "1/ipv4/0": "198.51.100.1"}
-    assert xapi_networks(guest.tree()) == {
+    assert xapi_networks(net_guest.tree()) == {
         "0/ip": "192.0.2.1", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.2",
         "0/ipv6/0": "fe80::1", "1/ip": "198.51.100.1", "1/ipv4/0": "198.51.100.1"}
     assert xsd.read("data/updated")
 
     # nothing changed: nothing written at all
     mark = xsd.log_mark()
-    guest.run()
+    net_guest.run()
     assert xsd.writes_since(mark) == []
 
     # the secondary is replaced: the newcomer takes its free index 1, the primary stays
@@ -73,11 +73,11 @@ def test_addresses_published_and_kept_stable(guest):
     ns.ip("addr", "del", "fe80::1/64", "dev", "eth0")
     ns.addr("eth0", "192.0.2.3/24")
     mark = xsd.log_mark()
-    guest.run()
-    assert guest.tree() == {
+    net_guest.run()
+    assert net_guest.tree() == {
         "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.3",
         "1": "", "1/ipv4": "", "1/ipv4/0": "198.51.100.1"}
-    assert xapi_networks(guest.tree())["0/ip"] == "192.0.2.1"
+    assert xapi_networks(net_guest.tree())["0/ip"] == "192.0.2.1"
     changed = sorted((e.op, e.path.split("/local/domain/0/")[-1])
                      for e in xsd.writes_since(mark))
     assert ("write", "attr/vif/0/ipv4/1") in changed
@@ -86,19 +86,19 @@ def test_addresses_published_and_kept_stable(guest):
 
     # the VIF eth1 is unplugged: its subtree goes in the same run
     ns.ip("link", "del", "eth1")
-    guest.run()
-    assert guest.tree() == {
+    net_guest.run()
+    assert net_guest.tree() == {
         "0": "", "0/ipv4": "", "0/ipv4/0": "192.0.2.1", "0/ipv4/1": "192.0.2.3"}
 
     # the last address goes: nothing left under attr/vif
     ns.ip("addr", "flush", "dev", "eth0")
-    guest.run()
-    assert guest.tree() == {}
-    assert xapi_networks(guest.tree()) == {}
+    net_guest.run()
+    assert net_guest.tree() == {}
+    assert xapi_networks(net_guest.tree()) == {}
 
 
-def test_bond_and_vlan_stand_ins(guest):
-    ns = guest.ns
+def test_bond_and_vlan_stand_ins(net_guest):
+    ns = net_guest.ns
     ns.veth("eth0", "p0")
     ns.veth("eth1", "p1")
     ns.bridge("bond0", "eth0", "eth1")
@@ -106,15 +106,15 @@ def test_bond_and_vlan_stand_ins(guest):
     ns.addr("bond0", "192.0.2.10/24")
     ns.addr("bond0.100", "198.51.100.10/24")
     ns.addr("bond0.100", "2001:db8:100::10/64")
-    guest.vifs = {"eth0": "0", "eth1": "1"}
-    guest.run()
+    net_guest.vifs = {"eth0": "0", "eth1": "1"}
+    net_guest.run()
     per_vif = {"ipv4": "", "ipv4/0": "192.0.2.10", "ipv4/1": "198.51.100.10",
                "ipv6": "", "ipv6/0": "2001:db8:100::10"}
     expected = {"0": "", "1": ""}
     for vif in ("0", "1"):
         expected.update({"%s/%s" % (vif, k): v for k, v in per_vif.items()})
-    assert guest.tree() == expected
-    assert xapi_networks(guest.tree())["1/ip"] == "192.0.2.10"
+    assert net_guest.tree() == expected
+    assert xapi_networks(net_guest.tree())["1/ip"] == "192.0.2.10"
 
 
 def test_sriov_vf_end_to_end(ns, tmp_path, tmp_path_factory):
@@ -203,25 +203,25 @@ def timer_group() -> str:
     return unit[len("xe-oneshot@"):-len(".service")].split("_", 1)[0]
 
 
-def test_address_added_with_no_event_is_published_by_the_timers_run(guest):
+def test_address_added_with_no_event_is_published_by_the_timers_run(net_guest):
     """``ip addr add`` by hand (or a VIP, SLAAC, ifupdown without hooks): no event runs
     the network section; the timer's next run must publish it (issue 13.1)."""
     from tests.support.fakeguest import FakeGuest
-    FakeGuest(guest.root).minimal()
-    ns = guest.ns
+    FakeGuest(net_guest.root).minimal()
+    ns = net_guest.ns
     ns.veth("eth0", "p0")
     ns.addr("eth0", "192.0.2.10/24")
-    guest.vifs = {"eth0": "0"}
+    net_guest.vifs = {"eth0": "0"}
     group = timer_group()
-    guest.run(section=group)
-    assert xapi_networks(guest.tree()) == {"0/ip": "192.0.2.10", "0/ipv4/0": "192.0.2.10"}
+    net_guest.run(section=group)
+    assert xapi_networks(net_guest.tree()) == {"0/ip": "192.0.2.10", "0/ipv4/0": "192.0.2.10"}
     ns.addr("eth0", "192.0.2.100/32")                 # a VIP, no event
     ns.addr("eth0", "2001:db8::5/64")                 # SLAAC-like, no event
-    guest.run(section=group)
-    assert xapi_networks(guest.tree()) == {
+    net_guest.run(section=group)
+    assert xapi_networks(net_guest.tree()) == {
         "0/ip": "192.0.2.10", "0/ipv4/0": "192.0.2.10", "0/ipv4/1": "192.0.2.100",
         "0/ipv6/0": "2001:db8::5"}
     # and the next tick with nothing changed writes nothing
-    mark = guest.xsd.log_mark()
-    guest.run(section=group)
-    assert guest.xsd.writes_since(mark) == []
+    mark = net_guest.xsd.log_mark()
+    net_guest.run(section=group)
+    assert net_guest.xsd.writes_since(mark) == []

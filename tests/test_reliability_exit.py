@@ -19,11 +19,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.support.fakeguest import MEMINFO
+from tests.support.fakeguest import MEMINFO, set_meminfo
 from tests.support.reliability import changes_since, expected_full, home_tree, log_mark, raw_read
 from tests.support.collector import CHECKOUT, HOME, run
 
@@ -31,14 +30,6 @@ SECTIONS = "static,memory,volumes"
 STATE_PREFIX = "user.xe-oneshot."
 BOOT_A = "6f1c2a52-7d4e-4b8e-9a0f-1c2d3e4f5a6b"
 BOOT_B = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
-
-
-def set_meminfo(root, available):
-    path = Path(root) / "proc/meminfo"
-    tmp = path.with_name("meminfo.new")
-    tmp.write_text(MEMINFO.format(total=2048000, free=300000,
-                                  available="MemAvailable:    %d kB\n" % available))
-    os.replace(tmp, path)
 
 
 def free_published(daemon):
@@ -115,7 +106,7 @@ print(json.dumps(out))
 """
 
 
-def test_state_dir_filesystem_full_still_publishes_and_says_so(daemon, guest, tmp_path):
+def test_state_dir_filesystem_full_still_publishes_and_says_so(daemon, full_guest, tmp_path):
     """ENOSPC on the state (xattrs and the fallback file both): the run published, so it
     says so in one warning and exits 0; the next runs keep publishing; a state dir that
     cannot even be created costs the coalescing, not the publishing."""
@@ -125,7 +116,7 @@ def test_state_dir_filesystem_full_still_publishes_and_says_so(daemon, guest, tm
                MEMINFO=MEMINFO.format(total=2048000, free=300000,
                                       available="MemAvailable:    @ kB\n"))
     res = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c",
-                          _FULL_DRIVER, str(mnt), str(guest.root), HOME],
+                          _FULL_DRIVER, str(mnt), str(full_guest.root), HOME],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          universal_newlines=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -163,22 +154,22 @@ def _plant(state, values):
 
 
 @pytest.mark.parametrize("case", ["another-boot", "no-boot-recorded", "same-boot"])
-def test_state_dir_surviving_a_reboot_does_not_silence_the_agent(daemon, guest, state,
+def test_state_dir_surviving_a_reboot_does_not_silence_the_agent(daemon, full_guest, state,
                                                                  case):
     """Stamps on the boot clock of a long previous boot (a week of uptime) are in the
     future of this boot's clock: runs would skip (started.*) and hold changes back
     (published.*). Such state is ignored when the boot_id differs; within one boot it is
     honoured (the control case, which shows the planted stamps do bite)."""
-    guest.file("/proc/sys/kernel/random/boot_id", BOOT_A + "\n")
-    run(daemon, guest.root, state, "--section", "memory")
+    full_guest.file("/proc/sys/kernel/random/boot_id", BOOT_A + "\n")
+    run(daemon, full_guest.root, state, "--section", "memory")
     assert free_published(daemon) == "1500000"
     week = repr(7 * 86400.0 + 1234.5)
     _plant(state, {"started.memory": week, "published.data/meminfo_free": week,
                    "boot": None if case == "no-boot-recorded" else BOOT_A})
     if case != "same-boot":
-        guest.file("/proc/sys/kernel/random/boot_id", BOOT_B + "\n")      # rebooted
-    set_meminfo(guest.root, 1495000)        # a small change: within the 1% tolerance
-    res = run(daemon, guest.root, state, "--section", "memory", "-v")
+        full_guest.file("/proc/sys/kernel/random/boot_id", BOOT_B + "\n")      # rebooted
+    set_meminfo(full_guest, 1495000)        # a small change: within the 1% tolerance
+    res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     if case == "same-boot":
         assert "skipped" in res.stderr, res.stderr
         assert free_published(daemon) == "1500000"
@@ -186,8 +177,8 @@ def test_state_dir_surviving_a_reboot_does_not_silence_the_agent(daemon, guest, 
     assert "skipped" not in res.stderr, res.stderr
     assert free_published(daemon) == "1495000"
     # the new boot's state replaced the old one: a run at once now holds a small change
-    set_meminfo(guest.root, 1490000)
-    res = run(daemon, guest.root, state, "--section", "memory", "-v")
+    set_meminfo(full_guest, 1490000)
+    res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     assert "1 small change held back" in res.stderr, res.stderr
     assert free_published(daemon) == "1495000"
     assert os.getxattr(str(state / "state"), STATE_PREFIX + "boot").decode() == BOOT_B
@@ -196,17 +187,17 @@ def test_state_dir_surviving_a_reboot_does_not_silence_the_agent(daemon, guest, 
 # -- item 8: not a Xen guest ------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", [[], ["--dry-run"]], ids=["run", "dry-run"])
-def test_not_a_xen_guest_touches_nothing(guest, state, tmp_path, mode):
+def test_not_a_xen_guest_touches_nothing(full_guest, state, tmp_path, mode):
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-socket"))
-    res = run(None, guest.root, state, *mode, env=env, check=False)
+    res = run(None, full_guest.root, state, *mode, env=env, check=False)
     assert res.returncode == 3, res.stderr
     assert len(res.stderr.splitlines()) == 1 and "no XenStore" in res.stderr
     assert not state.exists()
 
 
-def test_print_needs_no_state_nor_xenstore(guest, state, tmp_path):
+def test_print_needs_no_state_nor_xenstore(full_guest, state, tmp_path):
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-socket"))
-    res = run(None, guest.root, state, "--print", "--section", "memory", env=env)
+    res = run(None, full_guest.root, state, "--print", "--section", "memory", env=env)
     assert res.stdout == 'data/meminfo_total = "2048000"\ndata/meminfo_free = "1500000"\n'
     assert not state.exists()
 
@@ -214,9 +205,9 @@ def test_print_needs_no_state_nor_xenstore(guest, state, tmp_path):
 # -- item 16: empty section names -------------------------------------------------------
 
 @pytest.mark.parametrize("value", ["", ",", " , ", ",,"])
-def test_empty_section_name_is_a_usage_error(daemon, guest, state, value):
+def test_empty_section_name_is_a_usage_error(daemon, full_guest, state, value):
     mark = log_mark(daemon)
-    res = run(daemon, guest.root, state, "--section", value, check=False)
+    res = run(daemon, full_guest.root, state, "--section", value, check=False)
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines()[0] == \
         "xe-oneshot: --section needs a section name, not %r" % value
@@ -233,30 +224,30 @@ HOSTILE_POINT = "/mnt/\x1b[2J\x1b]0;owned\x07\nattr/PVAddons/Installed = \"0\"\u
 HOSTILE_SHOWN = '/mnt/ [2J ]0;owned  attr/PVAddons/Installed = "0"\\xc3\\xa9 1m'
 
 
-def test_print_escapes_a_hostile_mount_point_like_xenstore_ls(daemon, guest, state):
-    guest.block.mount((202, 1), HOSTILE_POINT, "ext4", "/dev/xvda1")
+def test_print_escapes_a_hostile_mount_point_like_xenstore_ls(daemon, full_guest, state):
+    full_guest.block.mount((202, 1), HOSTILE_POINT, "ext4", "/dev/xvda1")
     env = dict(os.environ, XENSTORED_PATH="/nonexistent")
-    res = run(None, guest.root, state, "--print", "--section", "volumes", env=env)
+    res = run(None, full_guest.root, state, "--print", "--section", "volumes", env=env)
     lines = res.stdout.split("\n")
     assert lines[-1] == ""
     assert all(re.fullmatch(r"[ -~]*", line) for line in lines), res.stdout
     assert 'data/volumes/0/mount_points/0 = "%s"' % HOSTILE_SHOWN in lines
     assert [line for line in lines if line.startswith("attr/")] == []
     # what a run publishes is what --print showed
-    run(daemon, guest.root, state, "--section", "volumes")
+    run(daemon, full_guest.root, state, "--section", "volumes")
     assert raw_read(daemon, HOME + "/data/volumes/0/mount_points/0") == \
         '/mnt/ [2J ]0;owned  attr/PVAddons/Installed = "0"\u00e9 1m'.encode()
     # JSON escapes it by itself (ASCII only)
-    out = run(None, guest.root, state, "--format", "json", "--section", "volumes",
+    out = run(None, full_guest.root, state, "--format", "json", "--section", "volumes",
               env=env).stdout
     assert re.fullmatch(r"[ -~\n]*", out)
     assert json.loads(out)["data/volumes/0/mount_points/0"] == \
         '/mnt/ [2J ]0;owned  attr/PVAddons/Installed = "0"\u00e9 1m'
 
 
-def test_dry_run_escapes_a_hostile_mount_point_like_xenstore_ls(daemon, guest, state):
-    guest.block.mount((202, 1), HOSTILE_POINT, "ext4", "/dev/xvda1")
-    res = run(daemon, guest.root, state, "--dry-run", "--section", "volumes")
+def test_dry_run_escapes_a_hostile_mount_point_like_xenstore_ls(daemon, full_guest, state):
+    full_guest.block.mount((202, 1), HOSTILE_POINT, "ext4", "/dev/xvda1")
+    res = run(daemon, full_guest.root, state, "--dry-run", "--section", "volumes")
     lines = res.stdout.split("\n")
     assert all(re.fullmatch(r"[ -~]*", line) for line in lines), res.stdout
     assert '+data/volumes/0/mount_points/0 = "%s"' % HOSTILE_SHOWN in lines
@@ -283,14 +274,14 @@ OUTPUT_STATUS = {"xe-oneshot": (5, 141), "xenstore": (4, 141),
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("fault", ["dev-full", "closed-pipe"])
-def test_output_faults_get_their_own_status_and_one_line(daemon, guest, command, fault):
+def test_output_faults_get_their_own_status_and_one_line(daemon, full_guest, command, fault):
     env = dict(daemon.env(), PYTHONPATH=str(CHECKOUT))
     args = [sys.executable] + COMMANDS[command]
     if command == "xe-oneshot":
-        args += ["--root", str(guest.root)]
+        args += ["--root", str(full_guest.root)]
     elif command == "xe-linux-distribution":
-        guest.file("/etc/debian_version", "12.7\n")
-        args += ["--root", str(guest.root)]
+        full_guest.file("/etc/debian_version", "12.7\n")
+        args += ["--root", str(full_guest.root)]
     if fault == "dev-full":
         with open("/dev/full", "w") as out:
             res = subprocess.run(args, env=env, stdout=out, stderr=subprocess.PIPE,
@@ -312,13 +303,13 @@ def test_output_faults_get_their_own_status_and_one_line(daemon, guest, command,
         assert (res.returncode, res.stderr) == (pipe, "")
 
 
-def test_a_closed_log_pipe_does_not_stop_publishing(daemon, guest, state):
+def test_a_closed_log_pipe_does_not_stop_publishing(daemon, full_guest, state):
     """`xe-oneshot -vv 2>&1 | head -1`: the reader leaves, the run publishes all it can,
     even when it has a failed section's traceback to log (-vv)."""
-    guest.file("/proc/meminfo", "garbage\n")
+    full_guest.file("/proc/meminfo", "garbage\n")
     w = _closed_pipe()
     try:
-        res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(guest.root),
+        res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(full_guest.root),
                               "--state-dir", str(state), "--section", SECTIONS, "-vv"],
                              env=dict(daemon.env(), PYTHONPATH=str(CHECKOUT)),
                              stdout=w, stderr=w, timeout=60)
@@ -329,10 +320,10 @@ def test_a_closed_log_pipe_does_not_stop_publishing(daemon, guest, state):
                                  if not k.startswith("data/meminfo_")}
 
 
-def test_dry_run_into_a_closed_pipe_is_quiet(daemon, guest, state):
+def test_dry_run_into_a_closed_pipe_is_quiet(daemon, full_guest, state):
     w = _closed_pipe()
     try:
-        res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(guest.root),
+        res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--root", str(full_guest.root),
                               "--state-dir", str(state), "--dry-run"],
                              env=dict(daemon.env(), PYTHONPATH=str(CHECKOUT)),
                              stdout=w, stderr=subprocess.PIPE, universal_newlines=True,
@@ -344,35 +335,35 @@ def test_dry_run_into_a_closed_pipe_is_quiet(daemon, guest, state):
 
 # -- item 18: small output faults -----------------------------------------------------------
 
-def test_no_xenstore_is_said_once(guest, state, tmp_path):
+def test_no_xenstore_is_said_once(full_guest, state, tmp_path):
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-socket"))
-    res = run(None, guest.root, state, "--print", "-v", "--section", "memory", env=env)
+    res = run(None, full_guest.root, state, "--print", "-v", "--section", "memory", env=env)
     for line in res.stderr.splitlines():
         assert line.count("no XenStore") <= 1, line
     assert "no XenStore" in res.stderr
 
 
-def test_debug_output_shows_no_python_repr(daemon, guest, state):
-    res = run(daemon, guest.root, state, "-vv")
+def test_debug_output_shows_no_python_repr(daemon, full_guest, state):
+    res = run(daemon, full_guest.root, state, "-vv")
     assert not re.search(r"\b[A-Z][A-Za-z]+\([a-z_]+=", res.stderr), res.stderr
     assert "None" not in res.stderr, res.stderr
 
 
-def test_one_small_change_is_singular(daemon, guest, state):
-    run(daemon, guest.root, state, "--section", "memory")
-    set_meminfo(guest.root, 1495000)
-    res = run(daemon, guest.root, state, "--section", "memory", "-v")
+def test_one_small_change_is_singular(daemon, full_guest, state):
+    run(daemon, full_guest.root, state, "--section", "memory")
+    set_meminfo(full_guest, 1495000)
+    res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     assert "1 small change held back" in res.stderr, res.stderr
-    set_meminfo(guest.root, 1500000)        # as published: nothing held back
-    res = run(daemon, guest.root, state, "--section", "memory", "-v")
+    set_meminfo(full_guest, 1500000)        # as published: nothing held back
+    res = run(daemon, full_guest.root, state, "--section", "memory", "-v")
     assert " 0 small changes held back" in res.stderr, res.stderr
 
 
-def test_network_without_a_vif_says_so_with_v(guest, state, tmp_path):
+def test_network_without_a_vif_says_so_with_v(full_guest, state, tmp_path):
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-socket"))
-    quiet = run(None, guest.root, state, "--print", "--section", "network", env=env)
+    quiet = run(None, full_guest.root, state, "--print", "--section", "network", env=env)
     assert (quiet.stdout, quiet.stderr) == ("", "")
-    res = run(None, guest.root, state, "--print", "--section", "network", "-v", env=env)
+    res = run(None, full_guest.root, state, "--print", "--section", "network", "-v", env=env)
     assert "xe-oneshot: network: no Xen VIF or SR-IOV VF found" in res.stderr.splitlines()
 
 

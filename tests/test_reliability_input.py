@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from tests.support.blockdev import mountinfo_escape
 from tests.support.fakeguest import MEMINFO, FakeGuest
-from tests.support.reliability import (PARTUUID, foreign_writes, full_guest, log_mark, raw_tree,
-                               run_in_process, strangers, unclean_values)
+from tests.support.reliability import (PARTUUID, foreign_writes, log_mark, make_full_guest,
+                                       raw_tree, run_in_process, strangers, unclean_values)
 from tests.support.collector import HOME
 from xe_oneshot.guest import Root
 
@@ -32,7 +32,7 @@ SEEDED_PREFIXES = ("device", "backend", "xenserver/device")
 
 
 @pytest.fixture(scope="module")
-def xs(xenstored, tmp_path_factory):
+def exported_xsd(xenstored, tmp_path_factory):
     """The module's daemon, exported to this process; a state dir for the runs."""
     old = os.environ.get("XENSTORED_PATH")
     os.environ["XENSTORED_PATH"] = str(xenstored.socket)
@@ -113,13 +113,14 @@ MEMINFO_TEXTS = st.one_of(
 
 @FUZZ
 @given(data=MEMINFO_TEXTS)
-def test_meminfo_garbage_or_truncated(xs, data):
-    before = {k: xs.read(HOME + "/" + k) for k in ("data/meminfo_total", "data/meminfo_free")}
+def test_meminfo_garbage_or_truncated(exported_xsd, data):
+    before = {k: exported_xsd.read(HOME + "/" + k)
+              for k in ("data/meminfo_total", "data/meminfo_free")}
     with guest_dir() as root:
         FakeGuest(root).minimal()
         (root / "proc/meminfo").write_bytes(data)
-        rc, stderr = publish(xs, root, "memory")
-    after = {k: xs.read(HOME + "/" + k) for k in before}
+        rc, stderr = publish(exported_xsd, root, "memory")
+    after = {k: exported_xsd.read(HOME + "/" + k) for k in before}
     if rc == 1:
         assert after == before                  # a failed section keeps its keys
         assert len(stderr.splitlines()) == 1 and "section memory failed" in stderr
@@ -141,26 +142,26 @@ CACHE_TEXTS = st.one_of(st.binary(max_size=2000),
 
 @FUZZ
 @given(data=CACHE_TEXTS)
-def test_distribution_cache_file_garbage(xs, data):
+def test_distribution_cache_file_garbage(exported_xsd, data):
     with guest_dir() as root:
         guest = FakeGuest(root).minimal()
         guest.file("/etc/debian_version", "12.7\n")
         (root / "var/cache/xe-linux-distribution").write_bytes(data)
-        rc, stderr = publish(xs, root, "os")
+        rc, stderr = publish(exported_xsd, root, "os")
     assert rc == 0, stderr                  # detected in-process when the file is useless
-    assert xs.read(HOME + "/data/os_distro") is not None
+    assert exported_xsd.read(HOME + "/data/os_distro") is not None
 
 
 @pytest.mark.parametrize("text", ['os_distro=\n', 'os_distro=""\nos_name="x"\n',
                                   'os_distro="  "\n'])
-def test_an_empty_os_distro_in_the_cache_means_detect(xs, text):
+def test_an_empty_os_distro_in_the_cache_means_detect(exported_xsd, text):
     with guest_dir() as root:
         guest = FakeGuest(root).minimal()
         guest.file("/etc/debian_version", "12.7\n")
         guest.distribution(text)
-        publish(xs, root, "os")
-    assert xs.read(HOME + "/data/os_distro") == "debian"
-    assert xs.read(HOME + "/data/os_majorver") == "12"
+        publish(exported_xsd, root, "os")
+    assert exported_xsd.read(HOME + "/data/os_distro") == "debian"
+    assert exported_xsd.read(HOME + "/data/os_majorver") == "12"
 
 
 # -- sysfs and udev files of block devices ---------------------------------------------
@@ -180,14 +181,14 @@ SYSFS_FILES = ["/sys/block/xvda/size", "/sys/block/xvda/dev", "/sys/block/xvda/x
 
 @FUZZ
 @given(files=st.dictionaries(st.sampled_from(SYSFS_FILES), SYSFS_TEXT, min_size=1))
-def test_sysfs_and_udev_files_empty_huge_or_non_numeric(xs, files):
+def test_sysfs_and_udev_files_empty_huge_or_non_numeric(exported_xsd, files):
     with guest_dir() as root:
-        full_guest(root)
+        make_full_guest(root)
         for guest_path, data in files.items():
             path = Path(Root(str(root)).path(guest_path))
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        rc, stderr = publish(xs, root, "volumes")
+        rc, stderr = publish(exported_xsd, root, "volumes")
     assert rc == 0, stderr                      # a garbled device is skipped, not fatal
 
 
@@ -198,13 +199,13 @@ def test_sysfs_and_udev_files_empty_huge_or_non_numeric(xs, files):
     ("/proc/swaps", b"/dev/xvda2 partition 1 " + b"9" * 5000 + b" -2\n"),
 ], ids=["partition-superscript", "partition-5000-digits", "swaps-superscript",
         "swaps-5000-digits"])
-def test_digit_strings_int_refuses_skip_only_that_device(xs, guest_path, data):
+def test_digit_strings_int_refuses_skip_only_that_device(exported_xsd, guest_path, data):
     with guest_dir() as root:
-        full_guest(root)
+        make_full_guest(root)
         (root / guest_path.lstrip("/")).write_bytes(data)
-        rc, stderr = publish(xs, root, "volumes")
+        rc, stderr = publish(exported_xsd, root, "volumes")
     assert rc == 0, stderr
-    assert xs.read(HOME + "/data/volumes/0/size") == "8589934592"
+    assert exported_xsd.read(HOME + "/data/volumes/0/size") == "8589934592"
 
 
 # -- mount points: spaces, octal escapes, non-UTF-8 --------------------------------------
@@ -222,47 +223,47 @@ def _escape_bytes(path: bytes) -> bytes:
 
 @FUZZ
 @given(points=MOUNT_POINTS)
-def test_mount_points_with_spaces_escapes_and_non_utf8_bytes(xs, points):
+def test_mount_points_with_spaces_escapes_and_non_utf8_bytes(exported_xsd, points):
     with guest_dir() as root:
-        full_guest(root)
+        make_full_guest(root)
         lines = (root / "proc/self/mountinfo").read_bytes()
         for n, point in enumerate(points):
             os.makedirs(os.fsencode(str(root)) + point, exist_ok=True)
             lines += b"%d 1 202:1 / %s rw,relatime shared:1 - ext4 /dev/xvda1 rw\n" % (
                 60 + n, _escape_bytes(point))
         (root / "proc/self/mountinfo").write_bytes(lines)
-        rc, stderr = publish(xs, root, "volumes")
+        rc, stderr = publish(exported_xsd, root, "volumes")
     assert rc == 0, stderr
     expected = []
     for point in points:
         text = point.decode("utf-8", "replace")
         if text not in expected:
             expected.append(text)
-    volume = raw_tree(xs, HOME + "/data/volumes/0")
+    volume = raw_tree(exported_xsd, HOME + "/data/volumes/0")
     published = [volume["mount_points/%d" % k].decode() for k in range(len(expected))]
     assert "mount_points/%d" % len(expected) not in volume
     assert published == [shown(t) for t in expected]     # tab, newline: spaces
-    assert xs.read(HOME + "/data/volumes/0/name") == "/dev/xvda1(%s)" % PARTUUID
+    assert exported_xsd.read(HOME + "/data/volumes/0/name") == "/dev/xvda1(%s)" % PARTUUID
 
 
 @pytest.mark.parametrize("point", ["/mnt/a\vb", "/mnt/a\fb", "/mnt/a\rb", "/mnt/a\x1cb",
                                    "/mnt/a\u00a0b", "/mnt/a\u2028b", "/mnt/a\x85b"])
-def test_mount_point_with_unescaped_whitespace_is_kept(xs, point):
+def test_mount_point_with_unescaped_whitespace_is_kept(exported_xsd, point):
     with guest_dir() as root:
-        guest = full_guest(root)
+        guest = make_full_guest(root)
         guest.block.mount((202, 1), point, "ext4", "/dev/xvda1")
-        publish(xs, root, "volumes")
-    assert raw_tree(xs, HOME + "/data/volumes/0").get("mount_points/0") == \
+        publish(exported_xsd, root, "volumes")
+    assert raw_tree(exported_xsd, HOME + "/data/volumes/0").get("mount_points/0") == \
         shown(point).encode()
 
 
-def test_mount_point_text_is_not_decoded_twice(xs):
+def test_mount_point_text_is_not_decoded_twice(exported_xsd):
     point = "/mnt/\u00c3\u00a9 x"            # "Ã© x": UTF-8 c3 83 c2 a9 20 78
     with guest_dir() as root:
-        guest = full_guest(root)
+        guest = make_full_guest(root)
         guest.block.mount((202, 1), point, "ext4", "/dev/xvda1")
-        publish(xs, root, "volumes")
-    assert raw_tree(xs, HOME + "/data/volumes/0").get("mount_points/0") == point.encode()
+        publish(exported_xsd, root, "volumes")
+    assert raw_tree(exported_xsd, HOME + "/data/volumes/0").get("mount_points/0") == point.encode()
 
 
 # -- network interface names -----------------------------------------------------------
@@ -273,7 +274,7 @@ _IFNAME = st.binary(min_size=1, max_size=15).filter(
 
 @FUZZ
 @given(names=st.lists(_IFNAME, max_size=4, unique=True))
-def test_interface_names_with_spaces_shell_and_non_utf8_bytes(xs, names):
+def test_interface_names_with_spaces_shell_and_non_utf8_bytes(exported_xsd, names):
     """Hostile VIF names in sysfs beside a VIF named ``lo`` (the host's loopback gives
     it real addresses): the names reach no value, the good VIF is published."""
     with guest_dir() as root:
@@ -286,8 +287,8 @@ def test_interface_names_with_spaces_shell_and_non_utf8_bytes(xs, names):
                 f.write("device/vif/%d\n" % (9 if name == b"lo" else n))
             with open(d + b"/address", "w") as f:
                 f.write("00:16:3e:00:00:%02x\n" % n)
-        publish(xs, root, "network")
-    tree = raw_tree(xs, HOME + "/attr/vif")
+        publish(exported_xsd, root, "network")
+    tree = raw_tree(exported_xsd, HOME + "/attr/vif")
     assert tree["9/ipv4/0"] == b"127.0.0.1"
     for value in tree.values():
         for name in names:
@@ -336,17 +337,17 @@ def racy(nth, victim):
 
 @FUZZ
 @given(nth=st.integers(1, 60), victim=st.sampled_from(["xvdb", "xvdb1", "xvda2"]))
-def test_block_device_vanishing_between_listing_and_reading(xs, nth, victim):
+def test_block_device_vanishing_between_listing_and_reading(exported_xsd, nth, victim):
     with guest_dir() as root:
-        guest = full_guest(root)
+        guest = make_full_guest(root)
         block = guest.block
         block.xen_disk("xvdb", 16, 2097152)
         block.partition("xvdb", 1, (202, 17), 2095104, udev={"ID_FS_TYPE": "xfs"})
         block.mount((202, 17), "/srv", "xfs", "/dev/xvdb1")
         with racy(nth, lambda: block.remove(victim)):
-            rc, stderr = publish(xs, root, "volumes")
+            rc, stderr = publish(exported_xsd, root, "volumes")
     assert rc == 0, stderr
-    tree = raw_tree(xs, HOME + "/data/volumes")
+    tree = raw_tree(exported_xsd, HOME + "/data/volumes")
     names = [v.decode() for k, v in sorted(tree.items()) if k.endswith("/name")]
     assert "/dev/xvda1(%s)" % PARTUUID in names           # the others stay
     assert set(names) <= {"/dev/xvda1(%s)" % PARTUUID, "/dev/xvda2", "/dev/xvdb1"}
@@ -358,7 +359,7 @@ def test_block_device_vanishing_between_listing_and_reading(xs, nth, victim):
     assert set(sizes) <= {b"8589934592", b"1073741824", b"%d" % (2095104 * 512)}
 
 
-def test_network_interface_vanishing_between_listing_and_reading(xs, tmp_path):
+def test_network_interface_vanishing_between_listing_and_reading(exported_xsd, tmp_path):
     FakeGuest(tmp_path).minimal()
     for nth in range(1, 12):
         for n, name in enumerate(["xeracevif0", "xeracevif1", "lo"]):  # not on the host but lo
@@ -366,9 +367,9 @@ def test_network_interface_vanishing_between_listing_and_reading(xs, tmp_path):
             d.mkdir(parents=True, exist_ok=True)
             (d / "nodename").write_text("device/vif/%d\n" % n)
         with racy(nth, lambda: shutil.rmtree(tmp_path / "sys/class/net/xeracevif1")):
-            rc, stderr = publish(xs, tmp_path, "network")
+            rc, stderr = publish(exported_xsd, tmp_path, "network")
         assert rc == 0, stderr
-        tree = raw_tree(xs, HOME + "/attr/vif")
+        tree = raw_tree(exported_xsd, HOME + "/attr/vif")
         assert tree["2/ipv4/0"] == b"127.0.0.1", nth
         assert all(k.startswith("2") for k in tree), tree
 
@@ -384,7 +385,7 @@ _MAC = st.one_of(st.just(b"00:00:00:00:00:00"), st.just(b" 00:00:00:00:00:00\n")
 
 @FUZZ
 @given(vfs=st.dictionaries(_XS_NAME, _MAC, max_size=4))
-def test_malformed_sriov_vf_macs(xs, vfs):
+def test_malformed_sriov_vf_macs(exported_xsd, vfs):
     """The VF interface here is ``lo`` (MAC 00:00:00:00:00:00, real addresses)."""
     with _client() as c:
         _rm(c, "xenserver")
@@ -395,8 +396,8 @@ def test_malformed_sriov_vf_macs(xs, vfs):
         d = root / "sys/class/net/lo"
         (d / "device").mkdir(parents=True)
         (d / "address").write_text("00:00:00:00:00:00\n")
-        publish(xs, root, "network")
-    tree = raw_tree(xs, HOME + "/xenserver/attr/net-sriov-vf")
+        publish(exported_xsd, root, "network")
+    tree = raw_tree(exported_xsd, HOME + "/xenserver/attr/net-sriov-vf")
     matching = sorted(i for i, mac in vfs.items()
                       if mac.strip().lower() == b"00:00:00:00:00:00")
     if matching:
@@ -417,7 +418,7 @@ _DEV = st.one_of(st.just("xvda"), st.text(max_size=30), st.just("d" * 2048),
 
 @FUZZ
 @given(backend=_BACKEND, dev=_DEV)
-def test_disk_backend_path_pointing_elsewhere(xs, backend, dev):
+def test_disk_backend_path_pointing_elsewhere(exported_xsd, backend, dev):
     with _client() as c:
         _rm(c, "device")
         _rm(c, "/local/domain/5")
@@ -425,10 +426,10 @@ def test_disk_backend_path_pointing_elsewhere(xs, backend, dev):
         c.write("/local/domain/5/backend/vbd/5/51712/dev", dev)
         c.write("/local/domain/0/backend/vbd/7/51712/dev", dev)
     with guest_dir() as root:
-        full_guest(root)
-        rc, _ = publish(xs, root, "volumes")
+        make_full_guest(root)
+        rc, _ = publish(exported_xsd, root, "volumes")
     assert rc == 0
-    extent = raw_tree(xs, HOME + "/data/volumes/0")["extents/0"].decode()
+    extent = raw_tree(exported_xsd, HOME + "/data/volumes/0")["extents/0"].decode()
     assert extent in ("", shown(dev))
 
 
@@ -452,7 +453,7 @@ _NEIGHBOURS = st.dictionaries(
 
 @FUZZ
 @given(garbage=_GARBAGE, neighbours=_NEIGHBOURS)
-def test_garbage_under_our_keys_is_replaced_and_neighbours_kept(xs, garbage, neighbours):
+def test_garbage_under_our_keys_is_replaced_and_neighbours_kept(exported_xsd, garbage, neighbours):
     """With a VIF (``lo``, the host's loopback addresses): stale nodes under attr/vif go
     one by one, not with the whole subtree."""
     import psutil
@@ -463,17 +464,17 @@ def test_garbage_under_our_keys_is_replaced_and_neighbours_kept(xs, garbage, nei
         for path, value in list(garbage.items()) + list(neighbours.items()) + full_seed():
             c.write(path, value)
     with guest_dir() as root:
-        full_guest(root)
+        make_full_guest(root)
         (root / "sys/class/net/lo/device").mkdir(parents=True)
         (root / "sys/class/net/lo/device/nodename").write_text("device/vif/9\n")
-        publish(xs, root, "all", allowed=neighbours)
+        publish(exported_xsd, root, "all", allowed=neighbours)
     lo = {a.address for a in psutil.net_if_addrs()["lo"]}
     vif = {"9/ipv4/0": "127.0.0.1"}
     if "::1" in lo:
         vif["9/ipv6/0"] = "::1"
     expected = {k: v for k, v in expected_full(vif=vif).items()
                 if not k.startswith(SEEDED_PREFIXES)}
-    tree = {k: v.decode() for k, v in raw_tree(xs).items()
+    tree = {k: v.decode() for k, v in raw_tree(exported_xsd).items()
             if not k.startswith(SEEDED_PREFIXES)}
     tree.pop("data/updated", None)
     for path, value in neighbours.items():          # not ours: left exactly as they were

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.support.fakeguest import MEMINFO
+from tests.support.fakeguest import set_meminfo
 from tests.support.fault_proxy import Rule
 from tests.support.netns import Netns, Unavailable as NetnsUnavailable
 from tests.support.reliability import (changes_since, collector, entries_since, expected_full,
@@ -30,15 +30,6 @@ MIX = ["network", "memory", "volumes", "all", "ephemeral", "static", "os,misc",
        "memory,network", "misc", "os"]
 
 
-def set_meminfo(guest, available):
-    """Change /proc/meminfo atomically, as the kernel serves it (never half a file)."""
-    path = guest.root / "proc/meminfo"
-    tmp = path.with_name("meminfo.new")
-    tmp.write_text(MEMINFO.format(total=2048000, free=300000,
-                                  available="MemAvailable:    %d kB\n" % available))
-    os.replace(tmp, path)
-
-
 def wait_for(predicate, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -48,7 +39,7 @@ def wait_for(predicate, timeout=30.0, what="condition"):
 
 # -- the storm -------------------------------------------------------------------------
 
-def test_200_invocations_at_once_across_all_sections(daemon, guest, state):
+def test_200_invocations_at_once_across_all_sections(daemon, full_guest, state):
     try:
         ns = Netns().__enter__()
     except NetnsUnavailable as err:
@@ -57,14 +48,14 @@ def test_200_invocations_at_once_across_all_sections(daemon, guest, state):
         ns.veth("eth0", "p0")
         ns.addr("eth0", "192.0.2.10/24")
         ns.addr("eth0", "2001:db8::10/64")
-        ns.mirror(guest.root, {"eth0": "0"})
+        ns.mirror(full_guest.root, {"eth0": "0"})
         mark = log_mark(daemon)
         procs = []
         for i in range(200):
             if i == 100:        # the guest changes while the storm is on
-                set_meminfo(guest, 500000)
+                set_meminfo(full_guest, 500000)
                 ns.addr("eth0", "192.0.2.11/24")
-            procs.append(popen(daemon.env(), collector(guest.root, state, "-v", "--section",
+            procs.append(popen(daemon.env(), collector(full_guest.root, state, "-v", "--section",
                                                        MIX[i % len(MIX)], netns=ns.name)))
         outs = [p.communicate(timeout=300) for p in procs]
     finally:
@@ -87,15 +78,15 @@ def test_200_invocations_at_once_across_all_sections(daemon, guest, state):
 # -- sudden death ----------------------------------------------------------------------
 
 @pytest.fixture
-def published(daemon, guest, state):
-    run(daemon, guest.root, state, "--section", SECTIONS)
+def dom0_edited_tree(daemon, full_guest, state):
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     assert home_tree(daemon) == expected_full()
     # dom0 changed a key of ours: the next run writes two keys (memory and volumes
     # changes come without data/updated, so they alone write only meminfo_free)
     daemon.write(HOME + "/data/meminfo_total", "1")
     old = home_tree(daemon)
-    set_meminfo(guest, 900000)
-    guest.block.swaps()
+    set_meminfo(full_guest, 900000)
+    full_guest.block.swaps()
     return old
 
 
@@ -112,27 +103,27 @@ def expected_new():
     Rule(op="rm", action="swallow", nth=2),
     Rule(op="directory", action="swallow", nth=2),
 ], ids=["at-commit", "mid-writes", "mid-removals", "mid-reads"])
-def test_sigkill_mid_transaction_then_the_next_run_repairs(daemon, proxy, guest, state,
-                                                           published, rule):
+def test_sigkill_mid_transaction_then_the_next_run_repairs(daemon, proxy, full_guest, state,
+                                                           dom0_edited_tree, rule):
     proxy.rules.append(rule)
     mark = log_mark(daemon)
-    proc = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", SECTIONS))
+    proc = popen(proxy.env(daemon.env()), collector(full_guest.root, state, "--section", SECTIONS))
     wait_for(lambda: rule.fired == 1, what="the run to reach the held request")
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     wait_for(lambda: entries_since(daemon, mark)[-1:] and entries_since(daemon, mark)[-1].op == "endconn",
              what="the daemon to see the connection end")
-    assert home_tree(daemon) == published           # nothing of the killed run
+    assert home_tree(daemon) == dom0_edited_tree           # nothing of the killed run
     assert foreign_writes(daemon, mark) == []
     proxy.reset()
     started = time.monotonic()
-    run(daemon, guest.root, state, "--section", SECTIONS)
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     assert time.monotonic() - started < 5           # the lock died with the process
     assert home_tree(daemon) == expected_new()
     assert sorted(os.listdir(state)) == ["lock", "state"]
     mark = log_mark(daemon)
-    run(daemon, guest.root, state, "--section", SECTIONS)
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     assert changes_since(daemon, mark) == []          # and the state is consistent
 
 
@@ -145,24 +136,24 @@ def _waiting_on_lock(pid):
 
 @pytest.mark.parametrize("death", ["killed", "failed", "section-failed"])
 def test_an_invocation_waiting_behind_a_run_that_died_is_not_skipped(
-        daemon, proxy, guest, state, published, death):
+        daemon, proxy, full_guest, state, dom0_edited_tree, death):
     """B is requested; A takes the lock after that, starts, and dies (SIGKILL at its
     commit, or fails: endless EAGAIN), or its memory section fails (a garbled
     /proc/meminfo while A reads it). B must still run: A published nothing of memory."""
     lock = os.open(str(state / "lock"), os.O_RDWR)
     fcntl.flock(lock, fcntl.LOCK_EX)                 # hold every run back
     try:
-        b = popen(daemon.env(), collector(guest.root, state, "--section", "memory"))
+        b = popen(daemon.env(), collector(full_guest.root, state, "--section", "memory"))
         wait_for(lambda: _waiting_on_lock(b.pid), what="B to wait on the lock")
         b.send_signal(signal.SIGSTOP)               # so that A gets the lock first
         rule = Rule(op="commit", action="swallow" if death == "killed" else "error",
                     error="EAGAIN")
         if death == "section-failed":
-            good = (guest.root / "proc/meminfo").read_text()
-            (guest.root / "proc/meminfo").write_text("MemTotal: garbled\n")
+            good = (full_guest.root / "proc/meminfo").read_text()
+            (full_guest.root / "proc/meminfo").write_text("MemTotal: garbled\n")
         else:
             proxy.rules.append(rule)
-        a = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", "memory"))
+        a = popen(proxy.env(daemon.env()), collector(full_guest.root, state, "--section", "memory"))
         wait_for(lambda: _waiting_on_lock(a.pid), what="A to wait on the lock")
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
@@ -175,7 +166,7 @@ def test_an_invocation_waiting_behind_a_run_that_died_is_not_skipped(
                             "section-failed": 1}[death], a_err
     assert daemon.read(HOME + "/data/meminfo_free") == "1500000"    # A published nothing
     if death == "section-failed":
-        (guest.root / "proc/meminfo").write_text(good)
+        (full_guest.root / "proc/meminfo").write_text(good)
     b.send_signal(signal.SIGCONT)
     _, b_err = b.communicate(timeout=60)
     assert b.returncode == 0 and "Traceback" not in b_err and "skipped" not in b_err, b_err
@@ -204,7 +195,7 @@ print(first, second, " ".join(sorted(os.listdir(state))))
 """
 
 
-def test_a_run_killed_while_saving_the_fallback_state_file_is_repaired(daemon, guest,
+def test_a_run_killed_while_saving_the_fallback_state_file_is_repaired(daemon, full_guest,
                                                                        tmp_path):
     """Where xattrs are refused (ramfs here; tmpfs before Linux 6.6) the state is a file
     replaced through a temp file: what a killed save leaves must not stay or break."""
@@ -214,7 +205,7 @@ def test_a_run_killed_while_saving_the_fallback_state_file_is_repaired(daemon, g
     res = subprocess.run(
         ["unshare", "-m", "--propagation", "private", "sh", "-c",
          'mount -t ramfs -o mode=0700 none "$STATE" && exec "$0" -c "$1" --root "$2" '
-         '--section memory', sys.executable, _FALLBACK_DRIVER, str(guest.root)],
+         '--section memory', sys.executable, _FALLBACK_DRIVER, str(full_guest.root)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["0", "0", "lock", "state"], res.stdout + res.stderr
@@ -222,19 +213,19 @@ def test_a_run_killed_while_saving_the_fallback_state_file_is_repaired(daemon, g
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, -signal.SIGTERM),
                                         (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_stopped_mid_transaction_quietly_then_the_next_run_repairs(daemon, proxy, guest,
-                                                                   state, published, sig,
+def test_stopped_mid_transaction_quietly_then_the_next_run_repairs(daemon, proxy, full_guest,
+                                                                   state, dom0_edited_tree, sig,
                                                                    status):
     """systemd's stop (SIGTERM) or a person's Ctrl-C at the worst moment."""
     rule = Rule(op="commit", action="swallow")
     proxy.rules.append(rule)
-    proc = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", SECTIONS))
+    proc = popen(proxy.env(daemon.env()), collector(full_guest.root, state, "--section", SECTIONS))
     wait_for(lambda: rule.fired == 1, what="the run to reach its commit")
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == status and "Traceback" not in err, err
-    assert home_tree(daemon) == published
+    assert home_tree(daemon) == dom0_edited_tree
     proxy.reset()
-    run(daemon, guest.root, state, "--section", SECTIONS)
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     assert home_tree(daemon) == expected_new()
     assert sorted(os.listdir(state)) == ["lock", "state"]

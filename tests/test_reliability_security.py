@@ -54,24 +54,24 @@ def untouched(victim, text="precious\n"):
 # -- the state directory ---------------------------------------------------------------
 
 @pytest.mark.parametrize("after_a_run", [False, True])
-def test_state_dir_replaced_by_a_symlink(daemon, guest, tmp_path, after_a_run):
+def test_state_dir_replaced_by_a_symlink(daemon, full_guest, tmp_path, after_a_run):
     state = tmp_path / "state"
     if after_a_run:
-        run(daemon, guest.root, state, "--section", SECTIONS)
+        run(daemon, full_guest.root, state, "--section", SECTIONS)
         os.rename(state, tmp_path / "old-state")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
     state.symlink_to(elsewhere)
     before = home_tree(daemon)
-    refused(daemon, guest, state, before, "symlink")
+    refused(daemon, full_guest, state, before, "symlink")
     assert os.listdir(elsewhere) == []              # no lock, no state written there
 
 
 @pytest.mark.parametrize("name", ["lock", "state"])
 @pytest.mark.parametrize("how", ["symlink", "hardlink"])
-def test_state_files_replaced_by_links(daemon, guest, tmp_path, name, how):
+def test_state_files_replaced_by_links(daemon, full_guest, tmp_path, name, how):
     state = tmp_path / "state"
-    run(daemon, guest.root, state, "--section", SECTIONS)
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     before = home_tree(daemon)
     victim = victim_file(tmp_path)
     (state / name).unlink()
@@ -79,12 +79,12 @@ def test_state_files_replaced_by_links(daemon, guest, tmp_path, name, how):
         (state / name).symlink_to(victim)
     else:
         os.link(victim, state / name)
-    refused(daemon, guest, state, before, name)
+    refused(daemon, full_guest, state, before, name)
     untouched(victim)
 
 
 @pytest.mark.parametrize("change", ["world-writable", "group-writable", "other-owner"])
-def test_state_dir_not_ours_alone_is_refused(daemon, guest, tmp_path, change):
+def test_state_dir_not_ours_alone_is_refused(daemon, full_guest, tmp_path, change):
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     if change == "world-writable":
@@ -93,7 +93,7 @@ def test_state_dir_not_ours_alone_is_refused(daemon, guest, tmp_path, change):
         state.chmod(0o770)
     else:
         os.chown(state, 65534, 65534)
-    refused(daemon, guest, state, home_tree(daemon), "not ours")
+    refused(daemon, full_guest, state, home_tree(daemon), "not ours")
     assert os.listdir(state) == []
 
 
@@ -109,42 +109,42 @@ LEAKED = ('os_distro="leaked"\nos_majorver="6"\nos_minorver="6"\nos_uname="6.6.6
           'os_name="read from outside the guest"\n')
 
 
-def test_cache_file_symlink_out_of_the_guest_is_not_followed(daemon, guest, tmp_path):
+def test_cache_file_symlink_out_of_the_guest_is_not_followed(daemon, full_guest, tmp_path):
     """With --root, an absolute symlink resolves inside the guest (as it would there)."""
     victim = victim_file(tmp_path, LEAKED)
-    cache = guest.root / "var/cache/xe-linux-distribution"
+    cache = full_guest.root / "var/cache/xe-linux-distribution"
     cache.unlink()
     cache.symlink_to(victim)                        # absolute: /tmp/.../victim
-    _detectable(guest)
-    run(daemon, guest.root, tmp_path / "state", "--section", "os")
+    _detectable(full_guest)
+    run(daemon, full_guest.root, tmp_path / "state", "--section", "os")
     tree = home_tree(daemon)
     assert tree["data/os_distro"] == "debian" and tree["data/os_majorver"] == "12"
     assert not any("leaked" in v or "outside" in v for v in tree.values())
     untouched(victim, LEAKED)
 
 
-def test_cache_file_symlink_to_a_secret_publishes_nothing_of_it(daemon, guest, tmp_path):
-    guest.file("/etc/shadow", "root:$6$salt$hash:19000:0:99999:7:::\n")
-    cache = guest.root / "var/cache/xe-linux-distribution"
+def test_cache_file_symlink_to_a_secret_publishes_nothing_of_it(daemon, full_guest, tmp_path):
+    full_guest.file("/etc/shadow", "root:$6$salt$hash:19000:0:99999:7:::\n")
+    cache = full_guest.root / "var/cache/xe-linux-distribution"
     cache.unlink()
     cache.symlink_to("../../etc/shadow")
-    _detectable(guest)
-    res = run(daemon, guest.root, tmp_path / "state", "--section", "os")
+    _detectable(full_guest)
+    res = run(daemon, full_guest.root, tmp_path / "state", "--section", "os")
     assert "$6$" not in res.stderr
     tree = home_tree(daemon)
     assert tree["data/os_distro"] == "debian"
     assert not any("$6$" in v or "root:" in v for v in tree.values())
-    assert (guest.root / "etc/shadow").read_text().startswith("root:$6$")
+    assert (full_guest.root / "etc/shadow").read_text().startswith("root:$6$")
 
 
 # -- only the collected text reaches XenStore ------------------------------------------
 
-def test_control_characters_never_reach_xenstore(daemon, guest, tmp_path):
+def test_control_characters_never_reach_xenstore(daemon, full_guest, tmp_path):
     # The cache file's own escape (\xHH inside double quotes) can carry any character.
-    guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
+    full_guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
                        'os_uname="6.1.0\\x1b[2J"\n'
                        'os_name="Deb\\x1b]0;owned\\x07ian\\x9b31m\\x0d\\x0aGNU\\x7f/Linux\\x0912"\n')
-    run(daemon, guest.root, tmp_path / "state", "--section", SECTIONS)
+    run(daemon, full_guest.root, tmp_path / "state", "--section", SECTIONS)
     tree = raw_tree(daemon)
     assert unclean_values({k: v for k, v in tree.items()
                            if not k.startswith(("device", "backend"))}) == {}

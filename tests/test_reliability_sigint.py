@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from tests.support.reliability import default_sigint, full_guest
+from tests.support.reliability import default_sigint, make_full_guest
 
 TRIALS = 150
 
@@ -69,7 +69,7 @@ def _run(cmd, env, delay=None):
 
 def test_sigint_at_any_moment_exits_130_without_traceback(staged, tmp_path):
     launcher = str(staged / "usr/bin/xe-oneshot")
-    guest = full_guest(tmp_path / "guest")
+    guest = make_full_guest(tmp_path / "guest")
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-xenstore"))
     cmd = [launcher, "--root", str(guest.root), "--print"]
     rc, complete, err = _run(cmd, env)
@@ -116,7 +116,7 @@ def test_a_traceback_of_our_own_is_never_interpreter_owned():
 def test_inherited_sigint_ignored_is_kept(staged, tmp_path):
     """nohup / a background job: SIGINT stays ignored, as Python itself leaves it."""
     launcher = str(staged / "usr/bin/xe-oneshot")
-    guest = full_guest(tmp_path / "guest")
+    guest = make_full_guest(tmp_path / "guest")
     env = dict(os.environ, XENSTORED_PATH=str(tmp_path / "no-xenstore"))
     proc = subprocess.Popen([launcher, "--root", str(guest.root), "--print"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

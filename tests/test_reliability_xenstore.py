@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tests.support.fault_proxy import FaultProxy, Rule
 from tests.support.reliability import (changes_since, collector, expected_full, foreign_requests,
-                               foreign_writes, full_guest, full_seed, home_tree, log_mark,
+                               foreign_writes, make_full_guest, full_seed, home_tree, log_mark,
                                oversize_writes, popen, raw_read)
 from tests.support.collector import HOME, run
 from tests.support.xenstored import Unavailable, XenStored
@@ -48,12 +48,12 @@ def expected_new():
 
 
 @pytest.fixture
-def published(daemon, guest, state):
+def published(daemon, full_guest, state):
     """The old tree is published (checked exactly), then the guest is changed."""
-    run(daemon, guest.root, state, "--section", SECTIONS)
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     old = home_tree(daemon)
     assert old == expected_full()
-    change(guest)
+    change(full_guest)
     return old
 
 
@@ -75,20 +75,20 @@ def repaired(daemon, guest, state):
 
 # -- EAGAIN: conflicting commits -------------------------------------------------------
 
-def test_conflicts_within_the_bound_are_retried(daemon, proxy, guest, state, published):
+def test_conflicts_within_the_bound_are_retried(daemon, proxy, full_guest, state, published):
     rule = Rule(op="commit", error="EAGAIN", times=9)
     proxy.rules.append(rule)
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert res.stderr == ""
     assert rule.fired == 9 and proxy.counts["commit"] == 10
     assert home_tree(daemon) == expected_new()
 
 
-def test_conflicts_beyond_the_bound_fail_cleanly(daemon, proxy, guest, state, published):
+def test_conflicts_beyond_the_bound_fail_cleanly(daemon, proxy, full_guest, state, published):
     proxy.rules.append(Rule(op="commit", error="EAGAIN"))
     mark = log_mark(daemon)
     started = time.monotonic()
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
     elapsed = time.monotonic() - started
     assert res.returncode == 4
@@ -98,7 +98,7 @@ def test_conflicts_beyond_the_bound_fail_cleanly(daemon, proxy, guest, state, pu
     assert home_tree(daemon) == published
     assert foreign_writes(daemon, mark) == []
     proxy.reset()
-    repaired(daemon, guest, state)
+    repaired(daemon, full_guest, state)
 
 
 class Hammer:
@@ -128,14 +128,14 @@ class Hammer:
         self.client.close()
 
 
-def test_a_writer_hammering_our_keys_does_not_starve_the_run(daemon, proxy, guest, state,
+def test_a_writer_hammering_our_keys_does_not_starve_the_run(daemon, proxy, full_guest, state,
                                                              published):
     """The transaction holds only the run's writes (the plan is read before it), so
     oxenstored replays it over the other writer's commits instead of answering EAGAIN:
     one commit, everything published. (C xenstored would conflict; the bound on retries
     is tested with the proxy above.)"""
     with Hammer(daemon) as hammer:
-        res = run(daemon, guest.root, state, "--section", SECTIONS,
+        res = run(daemon, full_guest.root, state, "--section", SECTIONS,
                   env=proxy.env(daemon.env()), check=False)
     assert hammer.writes > 10
     assert res.returncode == 0 and res.stderr == "", res.stderr
@@ -148,10 +148,10 @@ def test_a_writer_hammering_our_keys_does_not_starve_the_run(daemon, proxy, gues
     assert foreign_requests(proxy) == []
 
 
-def test_eacces_on_one_key_publishes_the_rest(daemon, proxy, guest, state, published):
+def test_eacces_on_one_key_publishes_the_rest(daemon, proxy, full_guest, state, published):
     proxy.rules.append(Rule(op="write", path="^data/os_name$", error="EACCES"))
     mark = log_mark(daemon)
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert res.stderr.splitlines() == [
         "xe-oneshot: data/os_name: not written (EACCES), the rest is published"]
     expected = expected_new()
@@ -161,9 +161,9 @@ def test_eacces_on_one_key_publishes_the_rest(daemon, proxy, guest, state, publi
 
 
 def test_eacces_on_removing_a_stale_node_leaves_it_and_publishes_the_rest(
-        daemon, proxy, guest, state, published):
+        daemon, proxy, full_guest, state, published):
     proxy.rules.append(Rule(op="rm", path="^data/volumes/1/", error="EACCES"))
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     lines = res.stderr.splitlines()
     assert lines and all("data/volumes/1/" in line and "EACCES" in line for line in lines), \
         res.stderr
@@ -184,10 +184,10 @@ def test_eacces_on_removing_a_stale_node_leaves_it_and_publishes_the_rest(
 ], ids=["equota-3rd-write", "enospc-5th-write", "equota-rm", "equota-commit",
         "enospc-commit"])
 def test_quota_or_space_exhausted_mid_transaction_keeps_the_old_tree(
-        daemon, proxy, guest, state, published, rule):
+        daemon, proxy, full_guest, state, published, rule):
     proxy.rules.append(rule)
     mark = log_mark(daemon)
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
     assert rule.fired >= 1      # (pipelined: the batch's other requests were in flight)
     assert res.returncode == 4
@@ -196,15 +196,15 @@ def test_quota_or_space_exhausted_mid_transaction_keeps_the_old_tree(
     assert foreign_writes(daemon, mark) == []
     assert sorted(os.listdir(state)) == ["lock", "state"]
     proxy.reset()
-    repaired(daemon, guest, state)
+    repaired(daemon, full_guest, state)
 
 
 # -- E2BIG: values over the daemon's limit ---------------------------------------------
 
-def test_e2big_from_the_daemon_skips_that_key_with_a_warning(daemon, proxy, guest, state,
+def test_e2big_from_the_daemon_skips_that_key_with_a_warning(daemon, proxy, full_guest, state,
                                                             published):
     proxy.rules.append(Rule(op="write", path="^data/os_name$", error="E2BIG"))
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert res.stderr.splitlines() == [
         "xe-oneshot: data/os_name: not written (E2BIG), the rest is published"]
     expected = expected_new()
@@ -216,11 +216,11 @@ def test_e2big_from_the_daemon_skips_that_key_with_a_warning(daemon, proxy, gues
                                   "\u00e9" * 3000,            # 2 bytes each
                                   "\U0001f427" * 1500],       # 4 bytes each
                          ids=["ascii", "latin", "emoji"])
-def test_huge_os_name_is_cut_and_never_sent_oversize(daemon, proxy, guest, state, name):
-    guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
+def test_huge_os_name_is_cut_and_never_sent_oversize(daemon, proxy, full_guest, state, name):
+    full_guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
                        'os_uname="6.1.0-25-amd64"\nos_name="%s"\n' % name)
     mark = log_mark(daemon)
-    run(daemon, guest.root, state, "--section", "os", env=proxy.env(daemon.env()))
+    run(daemon, full_guest.root, state, "--section", "os", env=proxy.env(daemon.env()))
     published = raw_read(daemon, HOME + "/data/os_name").decode("utf-8")   # valid UTF-8
     assert published and name.startswith(published)
     assert len(published.encode()) <= 2048
@@ -228,32 +228,32 @@ def test_huge_os_name_is_cut_and_never_sent_oversize(daemon, proxy, guest, state
     assert daemon.read(HOME + "/data/os_distro") == "debian"
 
 
-def test_huge_os_name_is_cut_with_a_warning(daemon, guest, state):
-    guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
+def test_huge_os_name_is_cut_with_a_warning(daemon, full_guest, state):
+    full_guest.distribution('os_distro="debian"\nos_majorver="12"\nos_minorver="7"\n'
                        'os_uname="6.1.0-25-amd64"\nos_name="%s"\n' % ("x" * 10000))
-    res = run(daemon, guest.root, state, "--section", "os")
+    res = run(daemon, full_guest.root, state, "--section", "os")
     assert len(res.stderr.splitlines()) == 1 and "os_name" in res.stderr, res.stderr
 
 
-def test_a_value_over_the_limit_is_cut_by_the_publisher(daemon, guest, state):
+def test_a_value_over_the_limit_is_cut_by_the_publisher(daemon, full_guest, state):
     """A PARTUUID of 3000 bytes in the udev database ends up in a volume's name."""
     uuid = "u" * 3000
-    guest.block.udev((202, 1), {"ID_FS_TYPE": "ext4", "ID_PART_ENTRY_UUID": uuid})
+    full_guest.block.udev((202, 1), {"ID_FS_TYPE": "ext4", "ID_PART_ENTRY_UUID": uuid})
     mark = log_mark(daemon)
-    res = run(daemon, guest.root, state, "--section", "volumes")
+    res = run(daemon, full_guest.root, state, "--section", "volumes")
     assert res.stderr.splitlines() == [
         "xe-oneshot: data/volumes/0/name: value of 3012 bytes cut to 2048"]
     assert daemon.read(HOME + "/data/volumes/0/name") == ("/dev/xvda1(" + uuid)[:2048]
     assert oversize_writes(daemon, mark) == []
 
 
-def test_a_mount_point_over_the_limit_is_cut_or_skipped_with_a_warning(daemon, guest, state):
+def test_a_mount_point_over_the_limit_is_cut_or_skipped_with_a_warning(daemon, full_guest, state):
     """A mount point of 3000 bytes (legal: PATH_MAX is 4096)."""
     point = "/" + "/".join(["m" * 199] * 15)
     assert len(point) == 3000
-    guest.block.mount((202, 1), point, "ext4", "/dev/xvda1")
+    full_guest.block.mount((202, 1), point, "ext4", "/dev/xvda1")
     mark = log_mark(daemon)
-    res = run(daemon, guest.root, state, "--section", "volumes")
+    res = run(daemon, full_guest.root, state, "--section", "volumes")
     assert len(res.stderr.splitlines()) == 1, res.stderr
     published = daemon.read(HOME + "/data/volumes/0/mount_points/0")
     if published is not None:
@@ -274,10 +274,10 @@ def test_a_mount_point_over_the_limit_is_cut_or_skipped_with_a_warning(daemon, g
 ], ids=["dropped-while-collecting", "dropped-while-reading", "dropped-while-writing",
         "dropped-while-removing", "dropped-at-commit", "bad-reply", "no-reply"])
 def test_a_lost_connection_or_a_wrong_or_missing_reply_publishes_nothing(
-        daemon, proxy, guest, state, published, rule):
+        daemon, proxy, full_guest, state, published, rule):
     proxy.rules.append(rule)
     mark = log_mark(daemon)
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
     assert rule.fired == 1
     assert res.returncode == 4
@@ -285,21 +285,21 @@ def test_a_lost_connection_or_a_wrong_or_missing_reply_publishes_nothing(
     assert home_tree(daemon) == published
     assert foreign_writes(daemon, mark) == []
     proxy.reset()
-    repaired(daemon, guest, state)
+    repaired(daemon, full_guest, state)
 
 
-def test_daemon_stopped_is_exit_3_in_one_line(daemon, guest, state):
-    run(daemon, guest.root, state, "--section", SECTIONS)
+def test_daemon_stopped_is_exit_3_in_one_line(daemon, full_guest, state):
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     daemon.stop()
-    res = run(daemon, guest.root, state, "--section", SECTIONS, check=False)
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, check=False)
     assert res.returncode == 3
     one_line(res, "no XenStore", str(daemon.socket))
     assert sorted(os.listdir(state)) == ["lock", "state"]
 
 
-def test_daemon_dying_mid_run_is_a_clean_failure(daemon, proxy, guest, state):
+def test_daemon_dying_mid_run_is_a_clean_failure(daemon, proxy, full_guest, state):
     proxy.delay = 0.02                         # a run of a second or so
-    proc = popen(proxy.env(daemon.env()), collector(guest.root, state, "--section", SECTIONS))
+    proc = popen(proxy.env(daemon.env()), collector(full_guest.root, state, "--section", SECTIONS))
     deadline = time.monotonic() + 30
     while proxy.counts["transaction_start"] == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -314,15 +314,15 @@ def test_daemon_dying_mid_run_is_a_clean_failure(daemon, proxy, guest, state):
 
 # -- replies in pieces -----------------------------------------------------------------
 
-def test_replies_in_one_byte_pieces_give_the_same_tree(daemon, proxy, guest, state):
+def test_replies_in_one_byte_pieces_give_the_same_tree(daemon, proxy, full_guest, state):
     proxy.split = 1
     mark = log_mark(daemon)
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert res.stderr == ""
     assert home_tree(daemon) == expected_full()
     assert foreign_writes(daemon, mark) == []
     mark = log_mark(daemon)
-    run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
+    run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()))
     assert changes_since(daemon, mark) == []          # unchanged: nothing written
     assert proxy.counts["transaction_start"] == 1     # ... and no transaction either
     assert proxy.counts["read"] > 10                  # though it read it all, in pieces
@@ -380,7 +380,7 @@ def test_any_single_fault_publishes_all_or_nothing(shared, rule):
     from tests.support.reliability import run_in_process
     daemon, proxy = shared
     with tempfile.TemporaryDirectory() as tmp:
-        guest = full_guest(Path(tmp) / "guest")
+        guest = make_full_guest(Path(tmp) / "guest")
         state = Path(tmp) / "state"
         proxy.reset()
         args = ("--root", str(guest.root), "--state-dir", str(state), "--section", SECTIONS)
@@ -411,7 +411,7 @@ def test_any_single_fault_publishes_all_or_nothing(shared, rule):
 
 
 @pytest.mark.parametrize("kind", ["missing", "regular-file", "directory", "dead-socket"])
-def test_no_usable_xenstore_socket_is_exit_3_in_one_line(guest, state, tmp_path, kind):
+def test_no_usable_xenstore_socket_is_exit_3_in_one_line(full_guest, state, tmp_path, kind):
     import socket
     path = tmp_path / "xs-socket"
     if kind == "regular-file":
@@ -423,7 +423,7 @@ def test_no_usable_xenstore_socket_is_exit_3_in_one_line(guest, state, tmp_path,
         sock.bind(str(path))
         sock.close()
     env = dict(os.environ, XENSTORED_PATH=str(path))
-    res = run(None, guest.root, state, "--section", SECTIONS, env=env, check=False)
+    res = run(None, full_guest.root, state, "--section", SECTIONS, env=env, check=False)
     assert res.returncode == 3
     one_line(res, "no XenStore", str(path))
 
@@ -435,15 +435,15 @@ def _many_partitions(guest, count=350):
         guest.block.partition("xvda", n, (202, n), 2048)
 
 
-def test_a_change_cut_into_transactions_fails_visibly_half_way(daemon, proxy, guest, state,
+def test_a_change_cut_into_transactions_fails_visibly_half_way(daemon, proxy, full_guest, state,
                                                               published):
     """350 new partitions are ~1050 writes: more than oxenstored lets a guest's
     transaction hold, so the publisher cuts them between volumes. When a later
     transaction fails, what the first ones published stays: the run must not claim
     that nothing was published, and the next run completes the tree."""
-    _many_partitions(guest)
+    _many_partitions(full_guest)
     proxy.rules.append(Rule(op="commit", nth=2, error="EQUOTA"))
-    res = run(daemon, guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
+    res = run(daemon, full_guest.root, state, "--section", SECTIONS, env=proxy.env(daemon.env()),
               check=False)
     assert proxy.counts["commit"] >= 2
     assert res.returncode == 4
@@ -453,7 +453,7 @@ def test_a_change_cut_into_transactions_fails_visibly_half_way(daemon, proxy, gu
     assert home_tree(daemon) != published                  # the first transaction's part
     assert lines[1].endswith("published in part, the next run completes it")
     proxy.reset()
-    run(daemon, guest.root, state, "--section", SECTIONS)
+    run(daemon, full_guest.root, state, "--section", SECTIONS)
     tree = home_tree(daemon)
     assert len([k for k in tree if k.startswith("data/volumes/") and
                 k.endswith("/name")]) == 2 + 350

@@ -5,10 +5,10 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import CHECKOUT
 from tests.support.distros import CASES, CORPUS, expected
 from xe_oneshot import distribution as d
 from xe_oneshot.distribution_cli import main
@@ -17,7 +17,6 @@ from xe_oneshot.sections import Context, SectionError, load
 from xe_oneshot.sections import osinfo
 from xe_oneshot.xenstore import Client
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 FACTS = "var/cache/xe-linux-distribution"
 KEYS = ["data/" + key for key in d.KEYS]
 

@@ -47,7 +47,7 @@ def xsd(tmp_path):
 
 
 @pytest.fixture
-def guest(tmp_path):
+def block_guest(tmp_path):
     return FakeBlock(tmp_path / "guest")
 
 
@@ -131,9 +131,9 @@ def build_mixed_guest(g: FakeBlock) -> None:
             ("/swapfile", "file", 524284, 0))
 
 
-def test_mixed_guest_exact_tree(xsd, guest, state):
-    build_mixed_guest(guest)
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+def test_mixed_guest_exact_tree(xsd, block_guest, state):
+    build_mixed_guest(block_guest)
+    res = run_ns(xsd, block_guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/sda1", (2 * SECTORS_PER_GIB - 2048) * 512, "",
                            ["/scratch"], "xfs", res["avail"]["/scratch"]))
@@ -148,20 +148,20 @@ def test_mixed_guest_exact_tree(xsd, guest, state):
     assert volumes_tree(xsd) == tree_of(expected)
 
 
-def test_unchanged_guest_rerun_writes_nothing(xsd, guest, state):
-    build_mixed_guest(guest)
-    run_ns(xsd, guest, state, "--section", "volumes")
+def test_unchanged_guest_rerun_writes_nothing(xsd, block_guest, state):
+    build_mixed_guest(block_guest)
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     mark = xsd.log_mark()
-    run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     assert xsd.writes_since(mark) == []
 
 
-def test_print_mode_without_xenstore_has_empty_extents(guest, tmp_path):
-    build_mixed_guest(guest)
+def test_print_mode_without_xenstore_has_empty_extents(block_guest, tmp_path):
+    build_mixed_guest(block_guest)
     env = {k: v for k, v in os.environ.items() if k != "XENSTORED_PATH"}
     env["PYTHONPATH"] = str(CHECKOUT)
     res = subprocess.run([sys.executable, "-m", "xe_oneshot", "--section", "volumes",
-                          "--root", str(guest.root), "--format", "json"],
+                          "--root", str(block_guest.root), "--format", "json"],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     values = json.loads(res.stdout)
@@ -174,7 +174,7 @@ def test_print_mode_without_xenstore_has_empty_extents(guest, tmp_path):
 
 # -- numbering -------------------------------------------------------------------
 
-def test_natural_order_of_many_disks_and_partitions(xsd, guest, state):
+def test_natural_order_of_many_disks_and_partitions(xsd, block_guest, state):
     """xvda..xvdq (17 disks: xvdq is the first with the extended vbd numbering) and
     xvdaa, created in random order; xvda has 11 partitions (10 after 9, not after 1)."""
     disks = ["xvd" + chr(c) for c in range(ord("a"), ord("q") + 1)] + ["xvdaa"]
@@ -182,11 +182,11 @@ def test_natural_order_of_many_disks_and_partitions(xsd, guest, state):
     random.Random(7).shuffle(order)
     for disk in order:
         index = disks.index(disk)
-        guest.xen_disk(disk, index * 16, (index + 1) * SECTORS_PER_GIB)
+        block_guest.xen_disk(disk, index * 16, (index + 1) * SECTORS_PER_GIB)
         count = 11 if disk == "xvda" else 1
         for number in random.Random(index).sample(range(1, count + 1), count):
-            guest.partition(disk, number, (XVD_MAJOR, index * 16 + number), 2048 * number)
-    run_ns(xsd, guest, state, "--section", "volumes")
+            block_guest.partition(disk, number, (XVD_MAJOR, index * 16 + number), 2048 * number)
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     expected = {}
     n = 0
     for disk in disks:
@@ -199,19 +199,19 @@ def test_natural_order_of_many_disks_and_partitions(xsd, guest, state):
     assert volumes_tree(xsd) == tree_of(expected)
 
 
-def test_partition_removed_between_runs(xsd, guest, state):
-    guest.xen_disk("xvda", 0, 30 * SECTORS_PER_GIB)
+def test_partition_removed_between_runs(xsd, block_guest, state):
+    block_guest.xen_disk("xvda", 0, 30 * SECTORS_PER_GIB)
     for number in (1, 2, 3):
-        guest.partition("xvda", number, (XVD_MAJOR, number), number * SECTORS_PER_GIB,
+        block_guest.partition("xvda", number, (XVD_MAJOR, number), number * SECTORS_PER_GIB,
                         udev={"ID_FS_TYPE": "ext4", "ID_PART_ENTRY_UUID": "c0ffee-0%d" % number})
-    guest.mount((XVD_MAJOR, 3), "/data", "ext4", "/dev/xvda3")
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    block_guest.mount((XVD_MAJOR, 3), "/data", "ext4", "/dev/xvda3")
+    res = run_ns(xsd, block_guest, state, "--section", "volumes")
     first = volumes_tree(xsd)
     assert first["2/name"] == "/dev/xvda3(c0ffee-03)"
 
-    guest.remove("xvda2")
+    block_guest.remove("xvda2")
     mark = xsd.log_mark()
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    res = run_ns(xsd, block_guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/xvda1(c0ffee-01)", GIB, "xvda"))
     expected.update(volume(1, "/dev/xvda3(c0ffee-03)", 3 * GIB, "xvda", ["/data"], "ext4",
@@ -225,35 +225,35 @@ def test_partition_removed_between_runs(xsd, guest, state):
 
 # -- sizes, devices that are not volumes -----------------------------------------
 
-def test_4k_sector_disk_size_counts_512_byte_sectors(xsd, guest, state):
+def test_4k_sector_disk_size_counts_512_byte_sectors(xsd, block_guest, state):
     """sysfs ``size`` is in 512-byte units even on a 4K-sector disk (the classic agent
     multiplied by the physical block size and reported 8x the real size)."""
-    guest.xen_disk("xvdb", 16, 2 * SECTORS_PER_GIB, block_size=4096,
+    block_guest.xen_disk("xvdb", 16, 2 * SECTORS_PER_GIB, block_size=4096,
                    udev={"ID_FS_TYPE": "ext4"})
-    guest.mount((XVD_MAJOR, 16), "/data", "ext4", "/dev/xvdb")
-    run_ns(xsd, guest, state, "--section", "volumes")
+    block_guest.mount((XVD_MAJOR, 16), "/data", "ext4", "/dev/xvdb")
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     assert volumes_tree(xsd)["0/size"] == str(2 * GIB)
 
 
-def test_cdrom_with_and_without_media(xsd, guest, state):
-    guest.disk("sr0", (SCSI_CDROM_MAJOR, 0), 0, nodename="device/vbd/5632")
-    guest.disk("sr1", (SCSI_CDROM_MAJOR, 1), 1400000, udev={"ID_FS_TYPE": "iso9660"})
-    guest.mount((SCSI_CDROM_MAJOR, 1), "/media/cdrom", "iso9660", "/dev/sr1")
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+def test_cdrom_with_and_without_media(xsd, block_guest, state):
+    block_guest.disk("sr0", (SCSI_CDROM_MAJOR, 0), 0, nodename="device/vbd/5632")
+    block_guest.disk("sr1", (SCSI_CDROM_MAJOR, 1), 1400000, udev={"ID_FS_TYPE": "iso9660"})
+    block_guest.mount((SCSI_CDROM_MAJOR, 1), "/media/cdrom", "iso9660", "/dev/sr1")
+    res = run_ns(xsd, block_guest, state, "--section", "volumes")
     assert volumes_tree(xsd) == tree_of(volume(
         0, "/dev/sr1", 1400000 * 512, "", ["/media/cdrom"], "iso9660",
         res["avail"]["/media/cdrom"]))
 
 
-def test_swap_active_inactive_and_swapfile(xsd, guest, state):
-    guest.xen_disk("xvda", 0, 4 * SECTORS_PER_GIB)
-    guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
-    guest.partition("xvda", 2, (XVD_MAJOR, 2), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
-    guest.xen_disk("xvdb", 16, SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
-    guest.swaps(("/dev/xvda2", "partition", 1048572, 0),
+def test_swap_active_inactive_and_swapfile(xsd, block_guest, state):
+    block_guest.xen_disk("xvda", 0, 4 * SECTORS_PER_GIB)
+    block_guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
+    block_guest.partition("xvda", 2, (XVD_MAJOR, 2), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
+    block_guest.xen_disk("xvdb", 16, SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
+    block_guest.swaps(("/dev/xvda2", "partition", 1048572, 0),
                 ("/dev/xvdb", "partition", 1048572, 524288),
                 ("/var/swap\\040file", "file", 1024, 0))
-    run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/xvda1", GIB, "xvda"))            # inactive
     expected.update(volume(1, "/dev/xvda2", GIB, "xvda", ["[SWAP]"], "swap", 1048572 * 1024))
@@ -262,51 +262,51 @@ def test_swap_active_inactive_and_swapfile(xsd, guest, state):
     assert volumes_tree(xsd) == tree_of(expected)
 
 
-def test_small_free_changes_wait_big_ones_are_published(xsd, guest, state):
+def test_small_free_changes_wait_big_ones_are_published(xsd, block_guest, state):
     """free is marked with 1% of the volume's size: active swap, whose use the test
     controls, moves by 1 MiB (held back) and then by 100 MiB (published)."""
-    guest.xen_disk("xvda", 0, 2 * SECTORS_PER_GIB)
-    guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
-    guest.swaps(("/dev/xvda1", "partition", 1048572, 0))
-    run_ns(xsd, guest, state, "--section", "volumes")
+    block_guest.xen_disk("xvda", 0, 2 * SECTORS_PER_GIB)
+    block_guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "swap"})
+    block_guest.swaps(("/dev/xvda1", "partition", 1048572, 0))
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     assert xsd.read("data/volumes/0/free") == str(1048572 * 1024)
-    guest.swaps(("/dev/xvda1", "partition", 1048572, 1024))
+    block_guest.swaps(("/dev/xvda1", "partition", 1048572, 1024))
     mark = xsd.log_mark()
-    run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     assert xsd.writes_since(mark) == []
-    guest.swaps(("/dev/xvda1", "partition", 1048572, 102400))
-    run_ns(xsd, guest, state, "--section", "volumes")
+    block_guest.swaps(("/dev/xvda1", "partition", 1048572, 102400))
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     # xapi never reads data/volumes: no data/updated with it
     assert sorted(e.path for e in xsd.writes_since(mark)) == ["data/volumes/0/free"]
     assert xsd.read("data/volumes/0/free") == str((1048572 - 102400) * 1024)
 
 
-def test_mbr_extended_container_is_not_a_volume(xsd, guest, state):
-    guest.xen_disk("xvda", 0, 10 * SECTORS_PER_GIB)
-    guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB,
+def test_mbr_extended_container_is_not_a_volume(xsd, block_guest, state):
+    block_guest.xen_disk("xvda", 0, 10 * SECTORS_PER_GIB)
+    block_guest.partition("xvda", 1, (XVD_MAJOR, 1), SECTORS_PER_GIB,
                     udev={"ID_PART_ENTRY_TYPE": "0x83", "ID_PART_ENTRY_UUID": "1234abcd-01"})
-    guest.partition("xvda", 2, (XVD_MAJOR, 2), 2,
+    block_guest.partition("xvda", 2, (XVD_MAJOR, 2), 2,
                     udev={"ID_PART_ENTRY_TYPE": "0x5", "ID_PART_ENTRY_UUID": "1234abcd-02"})
-    guest.partition("xvda", 5, (XVD_MAJOR, 5), SECTORS_PER_GIB,
+    block_guest.partition("xvda", 5, (XVD_MAJOR, 5), SECTORS_PER_GIB,
                     udev={"ID_PART_ENTRY_TYPE": "0x83", "ID_PART_ENTRY_UUID": "1234abcd-05"})
-    run_ns(xsd, guest, state, "--section", "volumes")
+    run_ns(xsd, block_guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/xvda1(1234abcd-01)", GIB, "xvda"))
     expected.update(volume(1, "/dev/xvda5(1234abcd-05)", GIB, "xvda"))
     assert volumes_tree(xsd) == tree_of(expected)
 
 
-def test_nvme_names_and_whole_disk_mount(xsd, guest, state):
-    guest.disk("nvme10n1", (NVME_MAJOR, 9), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "xfs"})
-    guest.disk("nvme2n1", (NVME_MAJOR, 0), 4 * SECTORS_PER_GIB)
+def test_nvme_names_and_whole_disk_mount(xsd, block_guest, state):
+    block_guest.disk("nvme10n1", (NVME_MAJOR, 9), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "xfs"})
+    block_guest.disk("nvme2n1", (NVME_MAJOR, 0), 4 * SECTORS_PER_GIB)
     for number in (2, 1):
-        guest.partition("nvme2n1", number, (NVME_MAJOR, number), SECTORS_PER_GIB,
+        block_guest.partition("nvme2n1", number, (NVME_MAJOR, number), SECTORS_PER_GIB,
                         name="nvme2n1p%d" % number, partuuid_link="ab-%d" % number)
-    guest.mount((NVME_MAJOR, 9), "/data", "xfs", "/dev/nvme10n1")
+    block_guest.mount((NVME_MAJOR, 9), "/data", "xfs", "/dev/nvme10n1")
     # A multipath leg of nvme10n1: hidden by the kernel, not a disk of its own.
-    guest.disk("nvme10c10n1", (NVME_MAJOR, 20), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "xfs"})
-    guest.file("/sys/block/nvme10c10n1/hidden", "1\n")
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    block_guest.disk("nvme10c10n1", (NVME_MAJOR, 20), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "xfs"})
+    block_guest.file("/sys/block/nvme10c10n1/hidden", "1\n")
+    res = run_ns(xsd, block_guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/nvme2n1p1(ab-1)", GIB))
     expected.update(volume(1, "/dev/nvme2n1p2(ab-2)", GIB))
@@ -317,16 +317,16 @@ def test_nvme_names_and_whole_disk_mount(xsd, guest, state):
 
 # -- mounts ----------------------------------------------------------------------
 
-def test_hidden_or_missing_mount_point_gives_no_free(xsd, guest, state):
+def test_hidden_or_missing_mount_point_gives_no_free(xsd, block_guest, state):
     """Something mounted over /data hides xvdb1 there: its free figure would be the
     other filesystem's, so none is published; likewise when statvfs fails."""
-    guest.xen_disk("xvdb", 16, 4 * SECTORS_PER_GIB)
-    guest.partition("xvdb", 1, (XVD_MAJOR, 17), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"})
-    guest.partition("xvdb", 2, (XVD_MAJOR, 18), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"})
-    guest.mount((XVD_MAJOR, 17), "/data", "ext4", "/dev/xvdb1")
-    guest.mount((0, 50), "/data", "tmpfs", "tmpfs")
-    guest.mount((XVD_MAJOR, 18), "/gone", "ext4", "/dev/xvdb2", make_dir=False)
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+    block_guest.xen_disk("xvdb", 16, 4 * SECTORS_PER_GIB)
+    block_guest.partition("xvdb", 1, (XVD_MAJOR, 17), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"})
+    block_guest.partition("xvdb", 2, (XVD_MAJOR, 18), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"})
+    block_guest.mount((XVD_MAJOR, 17), "/data", "ext4", "/dev/xvdb1")
+    block_guest.mount((0, 50), "/data", "tmpfs", "tmpfs")
+    block_guest.mount((XVD_MAJOR, 18), "/gone", "ext4", "/dev/xvdb2", make_dir=False)
+    res = run_ns(xsd, block_guest, state, "--section", "volumes")
     expected = {}
     expected.update(volume(0, "/dev/xvdb1", GIB, "xvdb", ["/data"], "ext4"))
     expected.update(volume(1, "/dev/xvdb2", GIB, "xvdb", ["/gone"], "ext4"))
@@ -335,13 +335,13 @@ def test_hidden_or_missing_mount_point_gives_no_free(xsd, guest, state):
         "xe-oneshot: free space not published for: /gone (No such file or directory)"]
 
 
-def test_missing_mountinfo_fails_the_section_and_keeps_keys(xsd, guest, state):
-    guest.xen_disk("xvda", 0, SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"})
-    guest.mount((XVD_MAJOR, 0), "/data", "ext4", "/dev/xvda")
-    res = run_ns(xsd, guest, state, "--section", "volumes")
+def test_missing_mountinfo_fails_the_section_and_keeps_keys(xsd, block_guest, state):
+    block_guest.xen_disk("xvda", 0, SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"})
+    block_guest.mount((XVD_MAJOR, 0), "/data", "ext4", "/dev/xvda")
+    res = run_ns(xsd, block_guest, state, "--section", "volumes")
     before = volumes_tree(xsd)
-    guest.path("/proc/self/mountinfo").unlink()
-    res = run_ns(xsd, guest, state, "--section", "volumes", check=False)
+    block_guest.path("/proc/self/mountinfo").unlink()
+    res = run_ns(xsd, block_guest, state, "--section", "volumes", check=False)
     assert res["rc"] == 1
     assert res["stderr"].splitlines() == [
         "xe-oneshot: section volumes failed: /proc/self/mountinfo is missing: "
@@ -408,19 +408,19 @@ def lvm_expected(avail, pv_keys: bool):
     return tree_of(expected)
 
 
-def test_lvm_pvs_run_once_for_all_pvs(xsd, guest, state, fakebin):
-    build_lvm_guest(guest)
+def test_lvm_pvs_run_once_for_all_pvs(xsd, block_guest, state, fakebin):
+    build_lvm_guest(block_guest)
     calls = fake_pvs(fakebin, "  /dev/xvdb2  %dB lvm2\n  /dev/xvdc           0B lvm2\n"
                               "  /dev/xvdz  %dB lvm2\n" % (5 * GIB, GIB))
-    res = run_ns(xsd, guest, state, "--section", "volumes", env=env_for(xsd, fakebin))
+    res = run_ns(xsd, block_guest, state, "--section", "volumes", env=env_for(xsd, fakebin))
     assert volumes_tree(xsd) == lvm_expected(res["avail"], pv_keys=True)
     assert calls.read_text().splitlines() == [PVS_ARGS]
 
 
 @pytest.mark.parametrize("case", ["not-installed", "fails"])
-def test_lvm_tools_missing_or_failing(xsd, guest, state, fakebin, case):
+def test_lvm_tools_missing_or_failing(xsd, block_guest, state, fakebin, case):
     """No pvs, or a failing one: the PVs are volumes without usage, one warning, exit 0."""
-    build_lvm_guest(guest)
+    build_lvm_guest(block_guest)
     if case == "fails":
         fake_pvs(fakebin, rc=5, stderr="  /run/lock/lvm/P_global:aux: open failed: "
                                        "Permission denied\n")
@@ -431,13 +431,13 @@ def test_lvm_tools_missing_or_failing(xsd, guest, state, fakebin, case):
         env = env_for(xsd, fakebin, keep_path=False)        # PATH: an empty directory
         warning = ("xe-oneshot: pvs not found (lvm2 not installed?): LVM physical volumes "
                    "published without usage")
-    res = run_ns(xsd, guest, state, "--section", "volumes", env=env)
+    res = run_ns(xsd, block_guest, state, "--section", "volumes", env=env)
     assert volumes_tree(xsd) == lvm_expected(res["avail"], pv_keys=False)
     assert res["stderr"].splitlines() == [warning]
 
 
-def test_lvm_pvs_that_hangs_is_cut_short(xsd, guest, state, fakebin, monkeypatch):
-    build_lvm_guest(guest)
+def test_lvm_pvs_that_hangs_is_cut_short(xsd, block_guest, state, fakebin, monkeypatch):
+    build_lvm_guest(block_guest)
     script = fakebin / "pvs"
     script.write_text("#!/bin/sh\nexec %s 60\n" % shutil.which("sleep"))
     script.chmod(0o755)
@@ -447,15 +447,15 @@ def test_lvm_pvs_that_hangs_is_cut_short(xsd, guest, state, fakebin, monkeypatch
     monkeypatch.setenv("PATH", str(fakebin))
     monkeypatch.setattr(volumes, "PVS_TIMEOUT", 1)
     started = time.monotonic()
-    result = volumes.collect(Context(root=Root(str(guest.root))))
+    result = volumes.collect(Context(root=Root(str(block_guest.root))))
     assert 1 <= time.monotonic() - started < 5          # waited for the timeout, no more
     assert "data/volumes/1/name" in result.values
     assert "data/volumes/1/mount_points/0" not in result.values
 
 
-def test_no_pv_no_pvs_and_no_sh(guest, fakebin):
+def test_no_pv_no_pvs_and_no_sh(block_guest, fakebin):
     """A guest without a PV runs no process and does not even import sh."""
-    build_mixed_guest(guest)
+    build_mixed_guest(block_guest)
     calls = fake_pvs(fakebin, "  /dev/xvda1  0B lvm2\n")
     code = ("import sys; from xe_oneshot.guest import Root; "
             "from xe_oneshot.sections import Context, volumes; "
@@ -463,7 +463,7 @@ def test_no_pv_no_pvs_and_no_sh(guest, fakebin):
             "print(len(r.values), 'sh' in sys.modules, 'psutil' in sys.modules)")
     env = dict(os.environ, PATH=str(fakebin) + os.pathsep + os.environ["PATH"],
                PYTHONPATH=str(CHECKOUT))
-    res = subprocess.run([sys.executable, "-c", code, str(guest.root)], env=env,
+    res = subprocess.run([sys.executable, "-c", code, str(block_guest.root)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
     assert res.returncode == 0, res.stderr
     count, sh_loaded, psutil_loaded = res.stdout.split()
@@ -489,7 +489,7 @@ class Recorder:
         return self.reader.directory(path)
 
 
-def test_backends_followed_only_when_plausible(tmp_path, guest, monkeypatch):
+def test_backends_followed_only_when_plausible(tmp_path, block_guest, monkeypatch):
     vbd = {d: vbd_id(d) for d in ("xvda", "xvdb", "xvdc", "xvdd", "xvde")}
     seed = [
         ("%s/device/vbd/%d/backend" % (HOME, vbd["xvda"]), "/local/domain/0/backend/vbd/7/51712"),
@@ -503,9 +503,9 @@ def test_backends_followed_only_when_plausible(tmp_path, guest, monkeypatch):
         ("%s/device/vbd/%d/backend" % (HOME, vbd["xvdd"]), "/local/domain/0/backend/vbd/7/51760"),
     ]
     for disk in vbd:
-        guest.xen_disk(disk, 16 * (ord(disk[-1]) - ord("a")), SECTORS_PER_GIB,
+        block_guest.xen_disk(disk, 16 * (ord(disk[-1]) - ord("a")), SECTORS_PER_GIB,
                        udev={"ID_FS_TYPE": "ext4"})
-    guest.disk("sda", (SCSI_DISK_MAJOR, 0), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"},
+    block_guest.disk("sda", (SCSI_DISK_MAJOR, 0), SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"},
                nodename="../../../etc/passwd", bus="scsi-0")
     try:
         daemon = XenStored(tmp_path / "xsd", seed=seed).start()
@@ -519,7 +519,7 @@ def test_backends_followed_only_when_plausible(tmp_path, guest, monkeypatch):
         from xe_oneshot.xsreader import ClientReader
         with Client.open() as client:
             recorder = Recorder(ClientReader(client))
-            result = volumes.collect(Context(root=Root(str(guest.root)), xenstore=recorder))
+            result = volumes.collect(Context(root=Root(str(block_guest.root)), xenstore=recorder))
     finally:
         daemon.stop()
     extents = [result.values["data/volumes/%d/extents/0" % n] for n in range(6)]

@@ -51,7 +51,7 @@ def make(*cmd: str) -> None:
 
 
 @pytest.fixture
-def xsd(tmp_path):
+def loop_xsd(tmp_path):
     try:
         daemon = XenStored(tmp_path / "xsd", seed=backend_seed(["xvdb", "xvdc", "xvdd"])).start()
     except Unavailable as err:
@@ -84,7 +84,7 @@ def run_in_namespace(daemon, g: FakeBlock, state: Path, mounts):
     return out
 
 
-def test_partitioned_disk_with_filesystems_pv_swap_and_bind_mount(xsd, tmp_path):
+def test_partitioned_disk_with_filesystems_pv_swap_and_bind_mount(loop_xsd, tmp_path):
     """xvdb: ext4 mounted twice (its root, and a subdirectory bind-mounted), a PV in a
     VG, ext4 on a mount point with a space, and an inactive swap partition."""
     vg = "xevoltest%d" % os.getpid()
@@ -104,7 +104,7 @@ def test_partitioned_disk_with_filesystems_pv_swap_and_bind_mount(xsd, tmp_path)
                 props["ID_PART_ENTRY_UUID"] = UUID[n]
             g.partition("xvdb", n, disk.devno(disk.part(n)), disk.sectors(disk.part(n)),
                         udev=props, partuuid_link=UUID[4] if n == 4 else "")
-        out = run_in_namespace(xsd, g, tmp_path / "state", [
+        out = run_in_namespace(loop_xsd, g, tmp_path / "state", [
             {"source": "/dev/" + disk.part(1), "target": "/mnt/data", "type": "ext4"},
             {"source": "/dev/" + disk.part(3), "target": "/mnt/with space", "type": "ext4"},
             {"source": "/mnt/data/sub", "target": "/mnt/bind", "options": "bind"},
@@ -121,10 +121,10 @@ def test_partitioned_disk_with_filesystems_pv_swap_and_bind_mount(xsd, tmp_path)
     expected.update(volume(2, "/dev/xvdb3(%s)" % UUID[3], PART_SIZES[3], "xvdb",
                            ["/mnt/with space"], "ext4", avail["/mnt/with space"]))
     expected.update(volume(3, "/dev/xvdb4(%s)" % UUID[4], PART_SIZES[4], "xvdb"))
-    assert xsd.tree("data/volumes") == tree_of(expected)
+    assert loop_xsd.tree("data/volumes") == tree_of(expected)
 
 
-def test_whole_disks_4k_sectors_ext4_and_pv(xsd, tmp_path):
+def test_whole_disks_4k_sectors_ext4_and_pv(loop_xsd, tmp_path):
     """xvdb: a 4K-sector disk with ext4 on the whole disk (its size must not come out 8x
     too large); xvdc: a whole-disk PV; xvdd: an empty disk, which is no volume."""
     vg = "xevoltest%d" % os.getpid()
@@ -140,17 +140,17 @@ def test_whole_disks_4k_sectors_ext4_and_pv(xsd, tmp_path):
         mirror_disk(g, "xvdb", four_k, udev={"ID_FS_TYPE": "ext4"}, block_size=4096)
         mirror_disk(g, "xvdc", pv, udev={"ID_FS_TYPE": "LVM2_member"})
         mirror_disk(g, "xvdd", empty)
-        out = run_in_namespace(xsd, g, tmp_path / "state", [
+        out = run_in_namespace(loop_xsd, g, tmp_path / "state", [
             {"source": four_k.dev, "target": "/mnt/four-k", "type": "ext4"}])
         pv_free, _ = pvs_figures()[pv.dev]
     expected = {}
     expected.update(volume(0, "/dev/xvdb", 32 * MIB, "xvdb", ["/mnt/four-k"], "ext4",
                            out["avail"]["/mnt/four-k"]))
     expected.update(volume(1, "/dev/xvdc", 24 * MIB, "xvdc", ["[LVM]"], "lvm2", pv_free))
-    assert xsd.tree("data/volumes") == tree_of(expected)
+    assert loop_xsd.tree("data/volumes") == tree_of(expected)
 
 
-def test_real_partition_removed_between_runs(xsd, tmp_path):
+def test_real_partition_removed_between_runs(loop_xsd, tmp_path):
     """Delete partition 2 from a real table: the next run renumbers and the stale
     volume goes."""
     with Loop(tmp_path / "xvdb.img", 64 * MIB, table=TABLE) as disk:
@@ -167,8 +167,8 @@ def test_real_partition_removed_between_runs(xsd, tmp_path):
                     g.remove("xvdb%d" % n)
 
         mirror_partitions()
-        run_in_namespace(xsd, g, tmp_path / "state", [])
-        assert xsd.tree("data/volumes")["3/name"] == "/dev/xvdb4(%s)" % UUID[4]
+        run_in_namespace(loop_xsd, g, tmp_path / "state", [])
+        assert loop_xsd.tree("data/volumes")["3/name"] == "/dev/xvdb4(%s)" % UUID[4]
         make("sfdisk", "--quiet", "--delete", disk.dev, "2")
         # The kernel's re-read after sfdisk may leave sysfs out of step with the table
         # (here it drops every partition): make sysfs show the new table, whatever it did.
@@ -177,14 +177,14 @@ def test_real_partition_removed_between_runs(xsd, tmp_path):
         assert not Path("/sys/block/%s/%s" % (disk.name, disk.part(2))).exists()
         assert Path("/sys/block/%s/%s" % (disk.name, disk.part(4))).exists()
         mirror_partitions()
-        run_in_namespace(xsd, g, tmp_path / "state", [])
+        run_in_namespace(loop_xsd, g, tmp_path / "state", [])
     expected = {}
     for k, n in enumerate((1, 3, 4)):
         expected.update(volume(k, "/dev/xvdb%d(%s)" % (n, UUID[n]), PART_SIZES[n], "xvdb"))
-    assert xsd.tree("data/volumes") == tree_of(expected)
+    assert loop_xsd.tree("data/volumes") == tree_of(expected)
 
 
-def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(xsd, tmp_path):
+def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(loop_xsd, tmp_path):
     """A real two-device btrfs (xvdb, xvdc) mounted twice (top level and a subvolume):
     mountinfo shows an anonymous 0:NN and a source naming one loop device; the mounts
     are matched by the fsid the kernel reports for the mount and the members sysfs lists
@@ -216,7 +216,7 @@ def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(xsd, tmp_path):
         for name in ("xvdc", "xvdb"):
             g.link("/sys/fs/btrfs/%s/devices/%s" % (fsid, name),
                    "../../../../devices/vbd-%d/block/%s" % (vbd_id(name), name))
-        out = run_in_namespace(xsd, g, tmp_path / "state", [
+        out = run_in_namespace(loop_xsd, g, tmp_path / "state", [
             {"source": two.dev, "target": "/mnt/pool", "type": "btrfs", "options": members},
             {"source": two.dev, "target": "/mnt/home", "type": "btrfs",
              "options": "subvol=@home," + members},
@@ -228,7 +228,7 @@ def test_btrfs_pool_over_two_disks_by_the_kernels_fsid(xsd, tmp_path):
     expected.update(volume(1, "/dev/xvdc", size, "xvdc", ["/mnt/pool", "/mnt/home"],
                            "btrfs"))
     expected.update(volume(2, "/dev/xvdd", size, "xvdd"))
-    assert xsd.tree("data/volumes") == tree_of(expected)
+    assert loop_xsd.tree("data/volumes") == tree_of(expected)
 
 
 # -- the pvs call under both sh APIs ---------------------------------------------------

@@ -32,15 +32,15 @@ def xs(xenstored):
 
 
 @pytest.fixture
-def proxy(xenstored, tmp_path):
+def xsd_proxy(xenstored, tmp_path):
     with FaultProxy(xenstored.socket, tmp_path / "proxy.sock") as p:
         yield p
 
 
 @pytest.fixture
-def pxs(proxy):
+def pxs(xsd_proxy):
     """A client talking through the proxy (short timeout: faults must not hang)."""
-    with Client.open(timeout=2, env=proxy.env()) as client:
+    with Client.open(timeout=2, env=xsd_proxy.env()) as client:
         yield client
 
 
@@ -116,7 +116,7 @@ HOSTILE_PERMS = ["r\u00b2", "r\u0663", "r\uff11", "r" + "9" * 5000, "r32752", "b
 
 
 @pytest.mark.parametrize("perm", HOSTILE_PERMS, ids=range(len(HOSTILE_PERMS)))
-def test_set_perms_hostile_domid_is_the_libraries_argument_error(pxs, proxy, base, perm):
+def test_set_perms_hostile_domid_is_the_libraries_argument_error(pxs, xsd_proxy, base, perm):
     """A domid that is not ASCII decimal (``isdigit`` is true of superscripts and other
     scripts' digits), huge, or at or past Xen's reserved ids (0x7FF0): InvalidArgument
     (a ValueError), never UnicodeEncodeError or int()'s own ValueError; nothing sent."""
@@ -124,7 +124,7 @@ def test_set_perms_hostile_domid_is_the_libraries_argument_error(pxs, proxy, bas
         pxs.set_perms(base + "/p", ["n0", perm])
     assert err.type is InvalidArgument and err.value.errno == errno.EINVAL
     assert len(str(err.value)) < 200
-    assert sum(proxy.counts.values()) == 0
+    assert sum(xsd_proxy.counts.values()) == 0
     assert pxs.read("/") == b""   # still usable
 
 
@@ -144,14 +144,14 @@ BAD_PATHS = ["", "a//b", "/a/", "a b", "caf\u00e9", "a.b", "x" * 2049, "/" + "x"
 
 
 @pytest.mark.parametrize("path", BAD_PATHS, ids=range(len(BAD_PATHS)))
-def test_bad_path_refused_before_sending(pxs, proxy, path):
+def test_bad_path_refused_before_sending(pxs, xsd_proxy, path):
     for call in (lambda: pxs.read(path), lambda: pxs.write(path, "v"),
                  lambda: pxs.directory(path), lambda: pxs.rm(path)):
         with pytest.raises(InvalidArgument) as err:
             call()
         assert isinstance(err.value, ValueError) and isinstance(err.value, XenStoreError)
         assert err.value.errno == errno.EINVAL
-    assert sum(proxy.counts.values()) == 0
+    assert sum(xsd_proxy.counts.values()) == 0
     assert pxs.read("/") == b""   # still usable
 
 
@@ -162,12 +162,12 @@ def test_longest_valid_paths_are_accepted(xs):
         assert not isinstance(err.value, InvalidArgument)
 
 
-def test_payload_over_4096_never_leaves(pxs, proxy):
+def test_payload_over_4096_never_leaves(pxs, xsd_proxy):
     path = "/" + "p" * 3000
     with pytest.raises(InvalidArgument) as err:
         pxs.write(path, "v" * 1200)
     assert err.value.errno == errno.E2BIG
-    assert sum(proxy.counts.values()) == 0
+    assert sum(xsd_proxy.counts.values()) == 0
 
 
 # -- transports ----------------------------------------------------------------------
@@ -271,8 +271,8 @@ def test_watch_events_queue_while_replies_are_matched(xs, xenstored, base):
         xs.wait_event(0.2)
 
 
-def test_watch_events_through_one_byte_pieces(pxs, proxy, xenstored, base):
-    proxy.split = 1
+def test_watch_events_through_one_byte_pieces(pxs, xsd_proxy, xenstored, base):
+    xsd_proxy.split = 1
     pxs.watch(base, "t1")
     xenstored.write(base + "/x", "1")
     assert pxs.wait_event(2) == (base, "t1")
@@ -321,8 +321,8 @@ def test_transaction_aborts_and_reraises_other_errors(xs, xenstored, base):
     assert xenstored.read(base + "/half") is None
 
 
-def test_eagain_on_commit_reruns_the_function(pxs, proxy, xenstored, base):
-    proxy.rules.append(Rule(op="commit", error="EAGAIN", times=2))
+def test_eagain_on_commit_reruns_the_function(pxs, xsd_proxy, xenstored, base):
+    xsd_proxy.rules.append(Rule(op="commit", error="EAGAIN", times=2))
     calls = []
 
     def work(tx):
@@ -332,12 +332,12 @@ def test_eagain_on_commit_reruns_the_function(pxs, proxy, xenstored, base):
 
     assert pxs.transaction(work, backoff=0.001) == "done"
     assert len(calls) == 3
-    assert proxy.counts["commit"] == 3 and proxy.counts["write"] == 3
+    assert xsd_proxy.counts["commit"] == 3 and xsd_proxy.counts["write"] == 3
     assert xenstored.read(base + "/v") == "3"
 
 
-def test_eagain_from_an_operation_inside_reruns_and_aborts(pxs, proxy, xenstored, base):
-    proxy.rules.append(Rule(op="write", error="EAGAIN", nth=1))
+def test_eagain_from_an_operation_inside_reruns_and_aborts(pxs, xsd_proxy, xenstored, base):
+    xsd_proxy.rules.append(Rule(op="write", error="EAGAIN", nth=1))
     calls = []
 
     def work(tx):
@@ -346,12 +346,12 @@ def test_eagain_from_an_operation_inside_reruns_and_aborts(pxs, proxy, xenstored
 
     pxs.transaction(work, backoff=0.001)
     assert len(calls) == 2
-    assert proxy.counts["abort"] == 1 and proxy.counts["commit"] == 1
+    assert xsd_proxy.counts["abort"] == 1 and xsd_proxy.counts["commit"] == 1
     assert xenstored.read(base + "/v") == "ok"
 
 
-def test_eagain_forever_gives_up_after_attempts_with_bounded_backoff(pxs, proxy, base):
-    proxy.rules.append(Rule(op="commit", error="EAGAIN"))
+def test_eagain_forever_gives_up_after_attempts_with_bounded_backoff(pxs, xsd_proxy, base):
+    xsd_proxy.rules.append(Rule(op="commit", error="EAGAIN"))
     calls = []
     start = time.monotonic()
     with pytest.raises(XenStoreError) as err:
@@ -359,7 +359,7 @@ def test_eagain_forever_gives_up_after_attempts_with_bounded_backoff(pxs, proxy,
                         max_backoff=0.02)
     elapsed = time.monotonic() - start
     assert err.value.errno == errno.EAGAIN
-    assert len(calls) == 5 and proxy.counts["commit"] == 5
+    assert len(calls) == 5 and xsd_proxy.counts["commit"] == 5
     # four sleeps of at most 1.5 × 0.02 s each
     assert elapsed < 0.12 + 1.0
 
@@ -367,11 +367,11 @@ def test_eagain_forever_gives_up_after_attempts_with_bounded_backoff(pxs, proxy,
 # -- faults from the proxy ---------------------------------------------------------------
 
 
-def test_one_byte_pieces_give_the_same_results(pxs, proxy, xs, base):
+def test_one_byte_pieces_give_the_same_results(pxs, xsd_proxy, xs, base):
     xs.write(base + "/big", "v" * 2000)
     for i in range(30):
         xs.write(base + "/d/n%02d" % i, str(i))
-    proxy.split = 1
+    xsd_proxy.split = 1
     assert pxs.read(base + "/big") == xs.read(base + "/big")
     assert pxs.directory(base + "/d") == xs.directory(base + "/d")
     assert pxs.get_perms(base + "/big") == ["n0"]
@@ -379,17 +379,17 @@ def test_one_byte_pieces_give_the_same_results(pxs, proxy, xs, base):
     assert xs.read(base + "/w") == b"through pieces"
 
 
-def test_delayed_replies_within_timeout(pxs, proxy, xs, base):
+def test_delayed_replies_within_timeout(pxs, xsd_proxy, xs, base):
     xs.write(base + "/a", "1")
-    proxy.delay = 0.3
+    xsd_proxy.delay = 0.3
     assert pxs.read(base + "/a") == b"1"
 
 
 @pytest.mark.parametrize("name,code", [("EACCES", errno.EACCES), ("EQUOTA", errno.EDQUOT),
                                        ("E2BIG", errno.E2BIG), ("ENOSPC", errno.ENOSPC),
                                        ("EWHATEVER", errno.EIO)])
-def test_injected_errors_map_to_errno(pxs, proxy, base, name, code):
-    proxy.rules.append(Rule(op="write", path="control/feature-balloon$", error=name))
+def test_injected_errors_map_to_errno(pxs, xsd_proxy, base, name, code):
+    xsd_proxy.rules.append(Rule(op="write", path="control/feature-balloon$", error=name))
     with pytest.raises(XenStoreError) as err:
         pxs.write(base + "/control/feature-balloon", "1")
     assert err.value.errno == code
@@ -398,8 +398,8 @@ def test_injected_errors_map_to_errno(pxs, proxy, base, name, code):
     pxs.write(base + "/control/other", "1")   # other paths pass
 
 
-def test_nth_write_fails_with_equota(pxs, proxy, xenstored, base):
-    proxy.rules.append(Rule(op="write", error="EQUOTA", nth=3))
+def test_nth_write_fails_with_equota(pxs, xsd_proxy, xenstored, base):
+    xsd_proxy.rules.append(Rule(op="write", error="EQUOTA", nth=3))
     pxs.write(base + "/1", "a")
     pxs.write(base + "/2", "b")
     with pytest.raises(XenStoreError) as err:
@@ -407,11 +407,11 @@ def test_nth_write_fails_with_equota(pxs, proxy, xenstored, base):
     assert err.value.errno == errno.EDQUOT
     pxs.write(base + "/4", "d")
     assert xenstored.read(base + "/3") is None and xenstored.read(base + "/4") == "d"
-    assert proxy.counts["write"] == 4
+    assert xsd_proxy.counts["write"] == 4
 
 
-def test_dropped_connection_raises_cleanly(pxs, proxy, base):
-    proxy.drop_after = 2
+def test_dropped_connection_raises_cleanly(pxs, xsd_proxy, base):
+    xsd_proxy.drop_after = 2
     pxs.write(base + "/a", "1")
     pxs.read(base + "/a")
     start = time.monotonic()
@@ -424,17 +424,17 @@ def test_dropped_connection_raises_cleanly(pxs, proxy, base):
         pxs.read(base + "/a")   # closed for good, no hang
 
 
-def test_unexpected_reply_raises_protocol_error(pxs, proxy, base):
-    proxy.rules.append(Rule(op="read", action="bad_reply"))
+def test_unexpected_reply_raises_protocol_error(pxs, xsd_proxy, base):
+    xsd_proxy.rules.append(Rule(op="read", action="bad_reply"))
     with pytest.raises(ProtocolError) as err:
         pxs.read(base + "/a")
     assert "unexpected reply" in str(err.value)
     assert pxs.closed
 
 
-def test_no_reply_times_out(proxy, base):
-    proxy.rules.append(Rule(op="read", action="swallow"))
-    with Client.open(timeout=0.3, env=proxy.env()) as c:
+def test_no_reply_times_out(xsd_proxy, base):
+    xsd_proxy.rules.append(Rule(op="read", action="swallow"))
+    with Client.open(timeout=0.3, env=xsd_proxy.env()) as c:
         start = time.monotonic()
         with pytest.raises(Timeout) as err:
             c.read(base + "/a")
@@ -465,20 +465,20 @@ def test_directory_of_thousands_of_long_names(xs, xenstored, big_dir):
     assert xs.read("/t") == b""   # the connection is still in step
 
 
-def test_directory_part_when_the_daemon_says_e2big(pxs, proxy, big_dir):
-    proxy.rules.append(Rule(op="directory", path="^/bigdir$", error="E2BIG"))
-    proxy.emulate_directory_part = True
-    proxy.split = 0
+def test_directory_part_when_the_daemon_says_e2big(pxs, xsd_proxy, big_dir):
+    xsd_proxy.rules.append(Rule(op="directory", path="^/bigdir$", error="E2BIG"))
+    xsd_proxy.emulate_directory_part = True
+    xsd_proxy.split = 0
     assert pxs.directory("/bigdir") == big_dir
-    assert proxy.counts["directory_part"] > 1 + len("".join(big_dir)) // 4096
+    assert xsd_proxy.counts["directory_part"] > 1 + len("".join(big_dir)) // 4096
 
 
-def test_directory_part_unsupported_keeps_e2big(pxs, proxy, big_dir):
-    proxy.rules.append(Rule(op="directory", path="^/bigdir$", error="E2BIG"))
+def test_directory_part_unsupported_keeps_e2big(pxs, xsd_proxy, big_dir):
+    xsd_proxy.rules.append(Rule(op="directory", path="^/bigdir$", error="E2BIG"))
     with pytest.raises(XenStoreError) as err:   # oxenstored answers ENOSYS to the PART
         pxs.directory("/bigdir")
     assert err.value.errno == errno.E2BIG
-    assert proxy.counts["directory_part"] == 1
+    assert xsd_proxy.counts["directory_part"] == 1
 
 
 # -- peers and import weight -------------------------------------------------------------
@@ -537,24 +537,24 @@ def test_path_validation_agrees_with_the_daemon(xs):
 
 # -- pipelined reads and listings ----------------------------------------------------
 
-def test_read_many_and_directory_many_pipeline_and_keep_order(pxs, proxy, xenstored, base):
+def test_read_many_and_directory_many_pipeline_and_keep_order(pxs, xsd_proxy, xenstored, base):
     for n in range(150):
         xenstored.write("%s/k%03d" % (base, n), "v%d" % n)
     paths = ["%s/k%03d" % (base, n) for n in range(150)] + [base + "/missing"]
-    proxy.split = 1                                  # replies in pieces, as from xenbus
+    xsd_proxy.split = 1                                  # replies in pieces, as from xenbus
     values = pxs.read_many(paths)
     assert values == [b"v%d" % n for n in range(150)] + [None]
     listings = pxs.directory_many([base, base + "/missing", base + "/k007"])
     assert sorted(listings[0]) == ["k%03d" % n for n in range(150)]
     assert listings[1:] == [None, []]
-    assert proxy.counts["read"] == 151 and proxy.counts["directory"] == 3
+    assert xsd_proxy.counts["read"] == 151 and xsd_proxy.counts["directory"] == 3
 
 
-def test_read_many_raises_the_first_error_once_all_replies_are_in(pxs, proxy, xenstored,
+def test_read_many_raises_the_first_error_once_all_replies_are_in(pxs, xsd_proxy, xenstored,
                                                                   base):
     for n in range(5):
         xenstored.write("%s/k%d" % (base, n), str(n))
-    proxy.rules.append(Rule(op="read", path=r"/k2$", error="EACCES"))
+    xsd_proxy.rules.append(Rule(op="read", path=r"/k2$", error="EACCES"))
     paths = ["%s/k%d" % (base, n) for n in range(5)]
     with pytest.raises(XenStoreError) as info:
         pxs.read_many(paths)
@@ -562,37 +562,37 @@ def test_read_many_raises_the_first_error_once_all_replies_are_in(pxs, proxy, xe
     assert pxs.read(base + "/k4") == b"4"            # the stream is still in step
 
 
-def test_read_many_checks_every_path_before_sending(pxs, proxy, base):
+def test_read_many_checks_every_path_before_sending(pxs, xsd_proxy, base):
     with pytest.raises(InvalidArgument):
         pxs.read_many([base + "/ok", base + "/bad path"])
-    assert proxy.counts["read"] == 0
+    assert xsd_proxy.counts["read"] == 0
 
 
-def test_read_many_bad_reply_is_a_clean_error(pxs, proxy, xenstored, base):
+def test_read_many_bad_reply_is_a_clean_error(pxs, xsd_proxy, xenstored, base):
     xenstored.write(base + "/a", "1")
-    proxy.rules.append(Rule(op="read", action="bad_reply", nth=2))
+    xsd_proxy.rules.append(Rule(op="read", action="bad_reply", nth=2))
     with pytest.raises(XenStoreError) as info:
         pxs.read_many([base + "/a"] * 4)
     assert info.value.errno == errno.EPROTO
 
 
-def test_write_many_and_rm_many_return_the_refusals_by_path(pxs, proxy, xenstored, base):
-    proxy.rules.append(Rule(op="write", path=r"/w3$", error="EACCES"))
+def test_write_many_and_rm_many_return_the_refusals_by_path(pxs, xsd_proxy, xenstored, base):
+    xsd_proxy.rules.append(Rule(op="write", path=r"/w3$", error="EACCES"))
     items = [("%s/w%d" % (base, n), "v%d" % n) for n in range(6)]
     errors = pxs.write_many(items)
     assert {path: err.errno for path, err in errors.items()} == {base + "/w3": errno.EACCES}
     assert [xenstored.read("%s/w%d" % (base, n)) for n in range(6)] == \
         ["v0", "v1", "v2", None, "v4", "v5"]
-    proxy.rules.append(Rule(op="rm", path=r"/w1$", error="EACCES"))
+    xsd_proxy.rules.append(Rule(op="rm", path=r"/w1$", error="EACCES"))
     errors = pxs.rm_many([base + "/w0", base + "/w1", base + "/w5"])
     assert {path: err.errno for path, err in errors.items()} == {base + "/w1": errno.EACCES}
     assert xenstored.read(base + "/w0") is None and xenstored.read(base + "/w5") is None
     assert pxs.read(base + "/w1") == b"v1"            # the stream is still in step
 
 
-def test_write_many_checks_everything_before_sending(pxs, proxy, base):
+def test_write_many_checks_everything_before_sending(pxs, xsd_proxy, base):
     with pytest.raises(InvalidArgument):
         pxs.write_many([(base + "/ok", "1"), (base + "/big", "x" * 5000)])
     with pytest.raises(InvalidArgument):
         pxs.rm_many([base + "/ok", base + "//bad"])
-    assert proxy.counts["write"] == proxy.counts["rm"] == 0
+    assert xsd_proxy.counts["write"] == xsd_proxy.counts["rm"] == 0

@@ -22,8 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from tests.support.paths import CHECKOUT
-HOME = "/local/domain/0"
+from tests.support.paths import CHECKOUT, HOME
 
 #: LVM must leave no backup or archive files in the host's /etc/lvm.
 LVM_CONFIG = "backup { backup = 0 archive = 0 }"
@@ -239,19 +238,6 @@ def backend_seed(disks: Sequence[str], domid: int = 7) -> List[Tuple[str, str]]:
         seed.append(("%s/device/vbd/%d/backend" % (HOME, vbd), backend))
         seed.append((backend + "/dev", disk))
     return seed
-
-
-def run_cli(daemon, root, state, *args: str, env: Optional[Dict[str, str]] = None,
-            check: bool = True) -> subprocess.CompletedProcess:
-    """One ``python3 -m xe_oneshot`` process against ``daemon``."""
-    env = dict(daemon.env() if env is None else env, PYTHONPATH=str(CHECKOUT))
-    cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(root),
-           "--state-dir", str(state)] + list(args)
-    res = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
-    assert "Traceback" not in res.stderr, res.stderr
-    if check:
-        assert res.returncode == 0, res.stderr
-    return res
 
 
 # -- real block devices --------------------------------------------------------------

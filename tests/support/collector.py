@@ -4,9 +4,7 @@ import subprocess
 import sys
 
 from tests.support import xapi_oracle
-from tests.support.paths import CHECKOUT
-
-HOME = "/local/domain/0"
+from tests.support.paths import CHECKOUT, HOME
 
 
 def run(daemon, root, state, *args, env=None, check=True):

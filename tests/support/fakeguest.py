@@ -1,5 +1,8 @@
-"""Build a fake guest's files under a root directory for ``--root``."""
+"""A fake guest's files under a root directory for ``--root``: :class:`FakeGuest`
+(meminfo, the cached distribution, the minimal guest every section can run on) and
+:func:`set_meminfo` (an atomic change of MemAvailable, as between two runs)."""
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -49,3 +52,13 @@ class FakeGuest:
         return self.meminfo().distribution().file(
             "/proc/self/mountinfo",
             "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n")
+
+
+def set_meminfo(guest: FakeGuest, available: int) -> None:
+    """Change the guest's MemAvailable atomically, as the kernel serves /proc/meminfo
+    (a run never reads half a file); the other figures as :meth:`FakeGuest.meminfo`."""
+    path = guest.root / "proc/meminfo"
+    tmp = path.with_name("meminfo.new")
+    tmp.write_text(MEMINFO.format(total=2048000, free=300000,
+                                  available="MemAvailable:    %d kB\n" % available))
+    os.replace(tmp, path)

@@ -2,7 +2,9 @@
 ``make install``, private mount namespaces, and a stub ``systemctl`` that records calls.
 
 Everything that touches mounts runs under ``unshare -m --propagation private``, so the
-host's /usr, /etc/udev and /sys stay as they are.
+host's /usr, /etc/udev and /sys stay as they are. Fixtures (a plugin of tests/conftest.py):
+``staged`` (one ``make install`` per module) and ``stubs``; :func:`run_lifecycle` runs a
+package's install / remove script.
 """
 
 import os
@@ -28,6 +30,13 @@ SHELL_SCRIPTS = ("hooks/90-xe-oneshot", "hooks/xe-oneshot.sleep",
 
 # A unit the hooks may start: xe-oneshot@<section>[_<tag>].service
 UNIT_NAME = re.compile(r"^xe-oneshot@(?P<section>[a-z]+)(?:_(?P<tag>[A-Za-z0-9]*))?\.service$")
+
+
+def source_version() -> str:
+    """The package's ``__version__`` as the checkout has it (what ``make deb`` / ``make
+    rpm`` name their files after)."""
+    text = (CHECKOUT / "xe_oneshot/__init__.py").read_text()
+    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
 
 
 def need(*programs: str) -> None:

@@ -8,7 +8,8 @@ Xen VIFs, and ``proc/net`` pointing at the reader's own ``/proc/self/net`` (so t
 ``/proc/net/if_inet6`` under the root is the namespace's). Code that reads addresses
 (rtnetlink, ioctls, /proc/self/net) must run inside the namespace:
 :meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.support.netns collect ROOT``
-runs the network section there and prints its keys as JSON.
+runs the network section there and prints its keys as JSON. Fixture ``ns``: a namespace
+of the test's own (a plugin of tests/conftest.py).
 """
 
 import itertools
@@ -25,24 +26,32 @@ from typing import Dict, Iterable, List, Mapping, Optional
 from tests.support.paths import CHECKOUT
 _COUNTER = itertools.count()
 
-#: Runs inside the namespace (where /sys is remounted for it): interface -> facts.
+#: Runs inside the namespace: its /sys/class/net as JSON (see :func:`net_snapshot`).
 _SNAPSHOT = r"""
-import json, os
-base = "/sys/class/net"
-out = {}
-for name in sorted(os.listdir(base)):
-    d = os.path.join(base, name)
-    links = {}
-    for entry in sorted(os.listdir(d)):
-        if entry == "master" or entry.startswith(("upper_", "lower_")):
-            links[entry] = os.path.basename(os.readlink(os.path.join(d, entry)))
-    with open(os.path.join(d, "address")) as f:
-        address = f.read().strip()
-    with open(os.path.join(d, "ifindex")) as f:
-        ifindex = int(f.read())
-    out[name] = {"address": address, "ifindex": ifindex, "links": links}
-print(json.dumps(out, ensure_ascii=True))
+import json
+from tests.support.netns import net_snapshot
+print(json.dumps(net_snapshot(), ensure_ascii=True))
 """
+
+
+def net_snapshot(ifindex: bool = True) -> Dict[str, dict]:
+    """This process's /sys/class/net (run it inside the namespace, where /sys is
+    remounted for it): name -> {address, links (master, upper_*, lower_*), ifindex}.
+    Without ``ifindex`` (the bench's) a mirrored sysfs has no ``ifindex`` files and the
+    network section asks the kernel (``if_nametoindex``), as it has always done there."""
+    base = "/sys/class/net"
+    out = {}
+    for name in sorted(os.listdir(base)):
+        d = os.path.join(base, name)
+        links = {e: os.path.basename(os.readlink(os.path.join(d, e)))
+                 for e in sorted(os.listdir(d))
+                 if e == "master" or e.startswith(("upper_", "lower_"))}
+        with open(os.path.join(d, "address")) as f:
+            out[name] = {"address": f.read().strip(), "links": links}
+        if ifindex:
+            with open(os.path.join(d, "ifindex")) as f:
+                out[name]["ifindex"] = int(f.read())
+    return out
 
 
 class Unavailable(Exception):
@@ -181,7 +190,7 @@ def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, st
         d = net / name
         d.mkdir()
         (d / "address").write_text(facts["address"] + "\n")
-        if "ifindex" in facts:        # bench.py's snapshots have none: the kernel's is used
+        if "ifindex" in facts:        # the bench's snapshots have none
             (d / "ifindex").write_text("%d\n" % facts["ifindex"])
         for link, target in facts["links"].items():
             os.symlink("../" + target, str(d / link))

@@ -4,13 +4,20 @@
   sections' ``OWNS``): the oracle for "it wrote nothing outside its own keys".
 * :func:`foreign_writes`: the daemon's access-log entries since a mark that change
   anything outside that schema (writes of non-leaves, any mkdir / setperms, an rm
-  outside our subtrees, any absolute path elsewhere).
-* :func:`full_guest`: a fake guest for every section: the minimal one of
-  ``tests/support/fakeguest.py`` plus a Xen disk with an unmounted ext4 partition and an active
-  swap partition (both give figures that do not wander). Network interfaces come from
-  a network namespace (tests/support/netns.py) where a test needs addresses.
+  outside our subtrees, any absolute path elsewhere); :func:`strangers`,
+  :func:`unclean_values`, :func:`raw_tree` for the published tree.
+* :func:`make_full_guest`: a fake guest for every section: the minimal one of
+  ``tests/support/fakeguest.py`` plus a Xen disk with an unmounted ext4 partition and an
+  active swap partition (both give figures that do not wander), its XenStore seed
+  (:func:`full_seed`) and the tree it publishes (:func:`expected_full`). Network
+  interfaces come from a network namespace (tests/support/netns.py) where a test needs
+  addresses.
+* Runs: :func:`run_in_process` (``cli.main`` here), :func:`collector` / :func:`popen`
+  (a process, optionally in a network namespace).
+* Fixtures (a plugin of tests/conftest.py): ``daemon`` (a real oxenstored seeded with
+  the full guest's disk backend), ``proxy`` (a fault proxy in front of it),
+  ``full_guest``.
 """
-
 import re
 import subprocess
 import sys
@@ -49,7 +56,7 @@ NODE = re.compile(r"""^(?:
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
-#: The disk of :func:`full_guest`: xvda, 10 GiB; xvda1 ext4 (unmounted), xvda2 swap.
+#: The disk of :func:`make_full_guest`: xvda, 10 GiB; xvda1 ext4 (unmounted), xvda2 swap.
 DISK_SECTORS = 20971520
 PART1_SECTORS, PART2_SECTORS = 16777216, 2097152
 PARTUUID = "5f2c1e9a-01"
@@ -182,7 +189,7 @@ def home_tree(daemon) -> Dict[str, str]:
     return tree
 
 
-def full_guest(root: Path) -> FakeGuest:
+def make_full_guest(root: Path) -> FakeGuest:
     """Every section's files under ``root`` (network: see :func:`vif_tree`)."""
     guest = FakeGuest(root).minimal()
     block = FakeBlock(root)
@@ -196,13 +203,13 @@ def full_guest(root: Path) -> FakeGuest:
 
 
 def full_seed() -> List:
-    """XenStore seed of :func:`full_guest`: xvda's backend (``dev`` = ``xvda``)."""
+    """XenStore seed of :func:`make_full_guest`: xvda's backend (``dev`` = ``xvda``)."""
     return backend_seed(["xvda"])
 
 
 def expected_full(meminfo_free: str = "1500000", vif: Optional[Dict[str, str]] = None,
                   seeded: bool = True) -> Dict[str, str]:
-    """The whole home tree after publishing :func:`full_guest` (seed included)."""
+    """The whole home tree after publishing :func:`make_full_guest` (seed included)."""
     tree = expected_static_memory(meminfo_free)
     volumes = {}
     volumes.update(volume(0, "/dev/xvda1(%s)" % PARTUUID, PART1_SECTORS * 512, "xvda"))
@@ -282,5 +289,5 @@ def proxy(daemon, tmp_path):
 
 
 @pytest.fixture
-def guest(tmp_path):
-    return full_guest(tmp_path / "guest")
+def full_guest(tmp_path):
+    return make_full_guest(tmp_path / "guest")
