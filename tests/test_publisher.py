@@ -80,3 +80,33 @@ def test_split_keeps_small_plans_whole_and_cuts_large_ones_between_units():
         assert len({k.split("/")[2] for k, _ in batch}) * 3 == len(batch)
     huge = {"attr/vif/0/ipv4/%d" % n: "v" for n in range(5)}
     assert [len(b) for b in split(Plan(writes=huge, owned=["attr/vif"]), 2)] == [2, 2, 1]
+
+
+def test_merge_keeps_each_sections_keys_under_its_own_paths_and_cleans_values(capsys):
+    from xe_oneshot.publisher import merge
+    from xe_oneshot.sections import Collected
+    memory = Collected(values={"data/meminfo_free": "1\n2", "data/volumes/0/name": "x"},
+                       tolerance={"data/meminfo_free": 10})
+    volumes = Collected(values={"data/volumes/0/name": "/dev/xvda"})
+    before = (dict(memory.values), dict(memory.tolerance))
+    wanted = merge([(("data/meminfo_free",), memory), (("data/volumes",), volumes)])
+    assert wanted == Wanted(["data/meminfo_free", "data/volumes"],
+                            {"data/meminfo_free": "1 2", "data/volumes/0/name": "/dev/xvda"},
+                            {"data/meminfo_free": 10})
+    assert (memory.values, memory.tolerance) == before          # the answers are left alone
+    assert capsys.readouterr().err == ("xe-oneshot: data/volumes/0/name: not under the "
+                                       "sections' own keys, not published\n")
+
+
+def test_remembered_times_are_returned_and_the_policy_is_left_alone():
+    from xe_oneshot.publisher import remembered
+    policy = Policy(now=100.0, published={"a/free": 1.0, "a/gone": 2.0, "b/free": 3.0,
+                                          "other": 4.0})
+    wanted = Wanted(["a", "b", "c"], {"a/free": "1", "b/free": "2", "c/free": "3"},
+                    {"a/free": 1, "b/free": 1, "c/free": 1})
+    assert remembered(policy, wanted, ["a/free"]) == {
+        "a/free": 100.0,        # written now
+        "b/free": 3.0,          # held back: its age goes on
+        "c/free": 100.0,        # seen for the first time: its age starts
+        "other": 4.0}           # not ours to forget; a/gone is no longer reported
+    assert policy.published == {"a/free": 1.0, "a/gone": 2.0, "b/free": 3.0, "other": 4.0}
