@@ -108,14 +108,14 @@ def publish(cmdline: "CommandLine", sections: "List[str]",
         results, failed = collect(ctx, todo)
         previous = published_times(state)
         outcome = apply(cmdline, client, wanted_state(results), previous, started, out)
-        if not cmdline.dry_run:
-            assert state is not None       # a real run always has one (maybe detached)
-            LOG.info("%s: %d written, %d removed, %d small %s held back",
-                     ",".join(results) or "nothing", len(outcome.writes),
-                     len(outcome.removes), len(outcome.plan.deferred),
-                     "change" if len(outcome.plan.deferred) == 1 else "changes")
-            remember(state, previous, outcome, domid,
-                     [name for name in todo if name not in failed], started)
+        if cmdline.dry_run or state is None:    # a real run has one (maybe detached)
+            return Result(list(results), failed)
+        LOG.info("%s: %d written, %d removed, %d small %s held back",
+                 ",".join(results) or "nothing", len(outcome.writes), len(outcome.removes),
+                 len(outcome.plan.deferred),
+                 "change" if len(outcome.plan.deferred) == 1 else "changes")
+        remember(state, previous, outcome, domid,
+                 [name for name in todo if name not in failed], started)
         return Result(list(results), failed)
     finally:
         client.close()
