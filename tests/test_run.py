@@ -177,3 +177,17 @@ def test_the_cli_imports_the_run_only_when_it_runs():
                          universal_newlines=True, timeout=60, cwd=str(CHECKOUT),
                          env=dict(os.environ, PYTHONPATH=str(CHECKOUT)))
     assert res.stdout == "[]\n"
+
+
+def test_logging_is_imported_at_the_first_record_that_passes_a_loggers_config():
+    """A logger follows its Config (the process's CONFIG by default, a test's own here):
+    nothing below the threshold costs the ``logging`` import."""
+    code = ("import sys\nfrom xe_oneshot import log\n"
+            "config = log.Config()\nlogger = log.Logger('xe_oneshot.t', config)\n"
+            "logger.info('quiet')\nprint('logging' in sys.modules)\n"
+            "config.configure(1, prog='prog')\nlogger.info('said %s', 1)\n"
+            "print(log.CONFIG.level, config.level, 'logging' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
+                         cwd=str(CHECKOUT), env=dict(os.environ, PYTHONPATH=str(CHECKOUT)))
+    assert (res.stdout, res.stderr) == ("False\n30 20 True\n", "prog: said 1\n")
