@@ -409,16 +409,16 @@ def test_transactions_hold_only_changes_and_stay_under_the_guest_quota(
     between volumes, an unchanged rerun starts no transaction."""
     from collections import Counter
 
-    from xe_oneshot.publisher import Policy, Publisher
+    from xe_oneshot.publisher import Policy, Publisher, TransactionSink, Wanted
     from xe_oneshot.xenstore import Client
 
     wanted = {"data/volumes/%d/%s" % (n, k): "v%d" % n for n in range(40) for k in "abcde"}
     with Client.open(env={"XENSTORED_PATH": str(fresh_proxy.path)}) as client:
-        plan = Publisher(client, Policy(), max_ops=50).publish(
-            ["data/volumes"], dict(wanted), {})
+        done = Publisher(client, Policy(), TransactionSink(client, max_ops=50)).publish(
+            Wanted(["data/volumes"], dict(wanted)))
         per_tx = Counter(tx for _, _, tx in fresh_proxy.requests if tx)
-        assert len(plan.writes) == 200 + 1 and plan.removes == []     # + data/updated
-        assert plan.first and "data/updated" in plan.writes           # the first run
+        assert len(done.writes) == 200 + 1 and done.removes == []     # + data/updated
+        assert done.plan.first and "data/updated" in done.writes      # the first run
         assert len(per_tx) == 5 and max(per_tx.values()) <= 50
         assert fresh_proxy.counts["transaction_start"] == 5 and fresh_proxy.counts["commit"] == 5
         assert not any(op in ("read", "directory") for op, _, tx in fresh_proxy.requests if tx)
@@ -426,7 +426,8 @@ def test_transactions_hold_only_changes_and_stay_under_the_guest_quota(
         assert {k: v for k, v in tree.items() if "/" in k} == {
             k[len("data/volumes/"):]: v for k, v in wanted.items()}
         fresh_proxy.reset()
-        Publisher(client, Policy(), max_ops=50).publish(["data/volumes"], dict(wanted), {})
+        Publisher(client, Policy(), TransactionSink(client, max_ops=50)).publish(
+            Wanted(["data/volumes"], dict(wanted)))
         assert fresh_proxy.counts["transaction_start"] == 0 and fresh_proxy.counts["write"] == 0
 
 

@@ -27,4 +27,6 @@ def test_misc_keys_and_balloon_option(tmp_path):
     (tmp_path / "sys/devices/system/xen_memory/xen_memory0").mkdir(parents=True)
     assert misc.collect(Context(root=root)).values["control/feature-balloon"] == "1"
     assert "control/feature-balloon" not in misc.collect(
-        Context(root=root, no_balloon=True)).values
+        Context(root=root, options={"misc": misc.Options(balloon=False)})).values
+    assert misc.collect(Context(root=root, options={"misc": misc.Options()})).values[
+        "control/feature-balloon"] == "1"

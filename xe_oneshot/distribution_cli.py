@@ -16,7 +16,7 @@ import os
 import sys
 
 from . import log
-from .output import OutputError, failed
+from .output import OutputError, failed, sayer
 from .distribution import detect, facts, render
 from .guest import Root
 
@@ -147,13 +147,7 @@ def _out(text: str) -> None:
         raise OutputError(err) from None
 
 
-def _say(text: str) -> None:
-    """One line on stderr (lost, quietly, if stderr is gone)."""
-    try:
-        sys.stderr.write("%s: %s\n" % (PROG, text))
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+_say = sayer(PROG)     # one line on stderr (lost, quietly, if stderr is gone)
 
 
 def _main(argv: "Optional[List[str]]", uname: "Optional[str]") -> int:

@@ -5,20 +5,68 @@ run's whole budget, and a quiet run logs nothing. ``getLogger(name)`` returns a 
 with the usual methods; the first message that passes the level imports ``logging`` and
 hands it over. Only the CLI decides the level and where records go (stderr, which
 journald captures under systemd and udev).
+
+The level and the prefix are a :class:`Config` object's. The process has one
+(``CONFIG``, which :func:`configure` sets): the loggers are made when their modules are
+imported, before the command line is read, and the ``logging`` machinery they hand over
+to is per process too. A logger can be given another ``Config`` (a test's own).
 """
 
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
 
-_config = {"level": WARNING, "prog": "xe-oneshot", "ready": False}
+
+class Config:
+    """Where the package's records go: the threshold and the prefix (``prog: message``
+    on stderr). ``logging`` is imported and set up at the first record that passes."""
+
+    __slots__ = ("level", "prog", "_ready")
+
+    def __init__(self, level: int = WARNING, prog: str = "xe-oneshot"):
+        self.level = level
+        self.prog = prog
+        self._ready = False
+
+    def configure(self, verbose: int = 0, prog: str = "xe-oneshot") -> None:
+        """Set the threshold (WARNING; INFO with -v; DEBUG with -vv) and the prefix."""
+        self.level = WARNING if verbose <= 0 else INFO if verbose == 1 else DEBUG
+        self.prog = prog
+        self._ready = False
+
+    def enabled(self, level: int) -> bool:
+        return level >= self.level
+
+    def emit(self, name: str, level: int, msg: str, args: tuple,
+             exc_info: bool = False) -> None:
+        """Hand a record that passed the threshold to ``logging``."""
+        self._logging().getLogger(name).log(level, msg, *args, exc_info=exc_info)
+
+    def _logging(self) -> "Any":
+        import logging
+        if not self._ready:
+            root = logging.getLogger("xe_oneshot")
+            if not root.handlers:
+                handler = _stderr_handler(logging)
+                handler.setFormatter(logging.Formatter(self.prog + ": %(message)s"))
+                root.addHandler(handler)
+                root.propagate = False
+            root.setLevel(self.level)
+            self._ready = True
+        return logging
+
+
+#: The process's configuration (see the module docstring).
+CONFIG = Config()
 
 
 def configure(verbose: int = 0, prog: str = "xe-oneshot") -> None:
-    """Set the threshold (WARNING; INFO with -v; DEBUG with -vv) and the message prefix."""
-    _config["level"] = WARNING if verbose <= 0 else INFO if verbose == 1 else DEBUG
-    _config["prog"] = prog
-    _config["ready"] = False
+    """Configure the process's logging (:meth:`Config.configure` of ``CONFIG``)."""
+    CONFIG.configure(verbose, prog)
 
 
 def utf8_stdout() -> None:
@@ -31,20 +79,6 @@ def utf8_stdout() -> None:
         line_buffering = out.line_buffering
         sys.stdout = io.TextIOWrapper(out.detach(), "utf-8", "surrogateescape",
                                       line_buffering=line_buffering)
-
-
-def _handoff():
-    import logging
-    if not _config["ready"]:
-        root = logging.getLogger("xe_oneshot")
-        if not root.handlers:
-            handler = _stderr_handler(logging)
-            handler.setFormatter(logging.Formatter(_config["prog"] + ": %(message)s"))
-            root.addHandler(handler)
-            root.propagate = False
-        root.setLevel(_config["level"])
-        _config["ready"] = True
-    return logging
 
 
 def _stderr_handler(logging):
@@ -67,14 +101,15 @@ def _stderr_handler(logging):
 class Logger:
     """The part of ``logging.Logger`` the project uses, imported on first use."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "config")
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, config: Config = CONFIG):
         self.name = name
+        self.config = config
 
     def log(self, level: int, msg: str, *args) -> None:
-        if level >= _config["level"]:
-            _handoff().getLogger(self.name).log(level, msg, *args)
+        if self.config.enabled(level):
+            self.config.emit(self.name, level, msg, args)
 
     def debug(self, msg: str, *args) -> None:
         self.log(DEBUG, msg, *args)
@@ -88,8 +123,13 @@ class Logger:
     def error(self, msg: str, *args) -> None:
         self.log(ERROR, msg, *args)
 
+    def exception(self, msg: str, *args) -> None:
+        """``error`` followed by the traceback of the exception being handled."""
+        if self.config.enabled(ERROR):
+            self.config.emit(self.name, ERROR, msg, args, exc_info=True)
+
     def isEnabledFor(self, level: int) -> bool:  # noqa: N802 (logging's name)
-        return level >= _config["level"]
+        return self.config.enabled(level)
 
 
 def getLogger(name: str) -> Logger:  # noqa: N802 (logging's name)

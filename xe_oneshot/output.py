@@ -1,15 +1,45 @@
-"""Output errors, the same in the three commands.
+"""What the three commands say and show, and their output errors.
 
-stdout that cannot be written (a full disk, an I/O error) gets one line on stderr and the
-command's own exit status; a reader that left (``| head``) is not an error worth a line:
-the command exits 141 quietly, as a shell reports a death by SIGPIPE.
+Messages go to stderr as one line each, prefixed with the program's name (:func:`sayer`);
+a stderr that is gone loses them quietly. stdout that cannot be written (a full disk, an
+I/O error) gets one line on stderr and the command's own exit status; a reader that left
+(``| head``) is not an error worth a line: the command exits 141 quietly, as a shell
+reports a death by SIGPIPE.
 """
 
 import errno
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Optional
+
 EXIT_PIPE = 141     # stdout's reader left (128 + SIGPIPE)
+
+
+def sayer(prog: "Optional[str]") -> "Callable[[str], None]":
+    """The command's way to say one thing on stderr: ``prog: text`` (``text`` alone when
+    ``prog`` is None). If stderr itself is gone (a closed pipe, a full disk), the message
+    is lost and the command goes on: its exit status still tells."""
+    prefix = "" if prog is None else prog + ": "
+
+    def say(text: str) -> None:
+        try:
+            sys.stderr.write(prefix + text + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    return say
+
+
+def show(key: str, value: str) -> str:
+    """``key = "value"`` escaped as ``xenstore-ls`` prints it: no control character,
+    no newline, nothing but printable ASCII reaches the terminal."""
+    from .text import sanitise
+    return '%s = "%s"' % (sanitise(key.encode("utf-8", "replace")).decode("ascii"),
+                          sanitise(value.encode("utf-8", "replace")).decode("ascii"))
 
 
 class OutputError(Exception):
@@ -21,7 +51,8 @@ class OutputError(Exception):
         self.err = err
 
 
-def failed(failure: OutputError, say, status: int, what: str = "cannot write the output") -> int:
+def failed(failure: OutputError, say: "Callable[[str], None]", status: int,
+           what: str = "cannot write the output") -> int:
     """The exit status for ``failure`` (``status``, or EXIT_PIPE for a reader that left,
     said by ``say`` only in the first case). stdout is pointed at /dev/null so that the
     interpreter's final flush stays quiet."""

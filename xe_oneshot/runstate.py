@@ -40,7 +40,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional
+    from typing import Any, Dict, Iterable, List, Optional
 
 PREFIX = "user.xe-oneshot."
 _NOT_SUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM)
@@ -70,7 +70,7 @@ class RunState:
         self._lock_fd = -1
         self._state_fd = -1
         self._values: Optional[Dict[str, str]] = None
-        self._xattrs = None          # the xattr package's object on the state file
+        self._xattrs: "Any" = None    # the state file's attributes (see _xattrs_of)
         self._dirty: Dict[str, Optional[str]] = {}
         self._detached = False
 

@@ -21,7 +21,7 @@ import errno
 import os
 import sys
 
-from .output import OutputError, failed
+from .output import OutputError, failed, sayer
 from .text import HEX_BYTES, sanitise
 
 TYPE_CHECKING = False
@@ -446,12 +446,7 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
         except OSError as err:
             raise OutputError(err) from None
 
-    def warn(text: str) -> None:
-        try:
-            sys.stderr.write(text + "\n")
-            sys.stderr.flush()
-        except (OSError, ValueError):  # stderr is gone: the exit status still tells
-            pass
+    warn = sayer(None)      # lines already name the command: no prefix
 
     try:
         status = _main(prog, argv, write, warn)
@@ -463,7 +458,7 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
     except KeyboardInterrupt:
         return 130
     except OutputError as failure:
-        return failed(failure, lambda text: warn("%s: %s" % (prog, text)), EXIT_OUTPUT)
+        return failed(failure, sayer(prog), EXIT_OUTPUT)
 
 
 def _main(prog: str, argv: "List[str]", write: "Callable[[bytes], None]",

@@ -22,7 +22,7 @@ from ..records import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional, Tuple
+    from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 #: Section name -> module (in this package) implementing it, in publishing order.
 SECTIONS: "Dict[str, str]" = {
@@ -73,8 +73,9 @@ class Context:
     root: Root = field(default_factory=Root)
     #: None when there is no XenStore (print mode on a machine that is not a Xen guest).
     xenstore: "Optional[XenStoreReader]" = None
-    #: ``--no-balloon``: do not report ``control/feature-balloon`` (it is removed).
-    no_balloon: bool = False
+    #: Section name -> that section's options record (e.g. ``misc.Options``), set by
+    #: the run from the command line; a section without an entry uses its defaults.
+    options: "Dict[str, object]" = field(default_factory=dict)
 
 
 @record
@@ -91,7 +92,7 @@ class Collected:
 def expand(names: "Iterable[str]") -> "List[str]":
     """Section names for ``--section`` arguments (names, groups, comma lists), in
     publishing order. Raises ValueError naming an unknown one."""
-    wanted = set()
+    wanted: "Set[str]" = set()
     for arg in names:
         for name in arg.split(","):
             name = name.strip()

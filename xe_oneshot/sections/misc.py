@@ -13,10 +13,14 @@ and absent otherwise: with ``--no-balloon`` or without the driver the section do
 report it and the publisher removes it. The toolstack may have made the node read-only
 for the guest (EACCES on the write or the removal): the publisher warns once and
 publishes the rest.
+
+Options (:class:`Options`, in ``ctx.options["misc"]``): ``balloon`` (False with
+``--no-balloon``).
 """
 
 from .. import __version__
 from . import Collected, Context
+from ..records import record
 from ..text import leading_decimal
 
 TYPE_CHECKING = False
@@ -28,6 +32,15 @@ OWNS = ("attr/PVAddons", "control/feature-balloon")
 #: The device the Linux balloon driver registers (drivers/xen/xen-balloon.c): there is
 #: something to act on a memory target.
 BALLOON_DRIVER = "/sys/devices/system/xen_memory/xen_memory0"
+
+
+@record
+class Options:
+    """The section's options."""
+
+    #: Offer ballooning when the driver is there (``--no-balloon``: False, the key is
+    #: removed).
+    balloon: bool = True
 
 
 def version_numbers(version: str) -> "List[str]":
@@ -55,6 +68,9 @@ def collect(ctx: Context) -> Collected:
         "attr/PVAddons/MicroVersion": micro,
         "attr/PVAddons/BuildVersion": build,
     }
-    if not ctx.no_balloon and ctx.root.exists(BALLOON_DRIVER):
+    options = ctx.options.get("misc")
+    if not isinstance(options, Options):
+        options = Options()
+    if options.balloon and ctx.root.exists(BALLOON_DRIVER):
         values["control/feature-balloon"] = "1"
     return Collected(values=values)
