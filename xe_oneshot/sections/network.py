@@ -44,6 +44,11 @@ Indices, without local state (the published ones are read back through
   free index (in the order: the interface's own addresses in the kernel's order, then
   each stacked device's, nearest first). Nothing else shuffles.
 * Without XenStore (print mode) numbering starts from 0 in that order.
+
+Finding (``find_addresses``) reads sysfs through ``Root``; the addresses themselves are
+the running system's whatever the root (an rtnetlink dump, or SIOCGIFCONF in
+:mod:`..ifconf`), and so is ``if_nametoindex`` where the tree has no ``ifindex``. Laying
+out (``network_keys``) is pure: records and the published indices in, keys out.
 """
 
 from _socket import AF_INET, AF_INET6, if_nametoindex, inet_ntop, inet_pton

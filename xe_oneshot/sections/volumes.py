@@ -59,10 +59,13 @@ Numbering (``<n>``) is stable while the devices are: disks in natural order (xvd
 xvdz, xvdaa; nvme2n1 before nvme10n1), then each disk's partitions in numeric order.
 A removed device shifts those after it; the publisher removes the stale tail.
 
-With ``--root DIR`` every guest file is read under DIR, and ``free`` is the statvfs of
-``DIR/<mount point>`` (no mnt_id check: the ids in a copied mountinfo are not ours).
-``pvs`` cannot honour a root: it always reports the real system's PVs (matched to
-volumes by device number, then by name).
+With ``--root DIR`` every guest file is read under DIR (through ``Root``, symlinks
+resolved inside DIR), and ``free`` is the statvfs of ``DIR/<mount point>`` (no mnt_id
+check: the ids in a copied mountinfo are not ours). What is always the running
+system's, whatever the root: ``pvs`` (its PVs are matched to volumes by device number,
+a ``stat`` of the real ``/dev`` path pvs names, then by name); the statvfs and btrfs
+ioctl of a mount (a call into the mounted filesystem); ``/proc/self/fdinfo`` and
+``/proc/self/fd`` of our own descriptors.
 
 Cost on a guest without LVM: a few small sysfs / udev files per device, one read of
 mountinfo and /proc/swaps, one bounded statvfs per mounted volume (a thread each,
@@ -351,7 +354,7 @@ def _trailing_digits(name: str) -> str:
 
 def read_partuuids(root: "Root") -> "Dict[str, str]":
     """Device name -> PARTUUID from the ``/dev/disk/by-partuuid`` links."""
-    found = {}
+    found: Dict[str, str] = {}
     for uuid in root.listdir(BY_PARTUUID):
         target = root.readlink("%s/%s" % (BY_PARTUUID, uuid))
         if target:
@@ -613,10 +616,11 @@ def match_mounts(root: "Root", mounts: "List[mountinfo.Mount]", devices: "List[B
     if btrfs:
         members = btrfs_devices(root)
         for same_fs in btrfs.values():          # one superblock: one fsid for all
-            fsid = None
+            fsid: Optional[str] = None
             for m in same_fs:
                 if visible.get(m.mount_point) is m:
-                    state, fsid = prober.call(btrfs_fsid, m)
+                    state, answer = prober.call(btrfs_fsid, m)
+                    fsid = answer if isinstance(answer, str) else None
                     if fsid is not None or state == "hung":
                         break        # else covered since, or unreadable: the next one
             names = sorted((n for n in members.get(fsid or "", ()) if n in order),
@@ -640,12 +644,13 @@ def mount_usage(own: "List[mountinfo.Mount]", visible: "Dict[str, mountinfo.Moun
                      m.source, MAX_MOUNT_POINTS, m.mount_point)
             break
         points.append(m.mount_point)
-    free = None
+    free: Optional[int] = None
     failed = len(prober.failures)
     for m in own if with_free else ():
         if visible.get(m.mount_point) is not m:
             continue                 # something else is mounted over it
-        state, free = prober.call(statvfs_free, m)
+        state, answer = prober.call(statvfs_free, m)
+        free = answer if isinstance(answer, int) else None
         if free is not None or state == "hung":
             break                    # a hung filesystem would hang at its next mount too
         # else e.g. a bind mount we may not enter: try the next
