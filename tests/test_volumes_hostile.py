@@ -478,3 +478,18 @@ def vol_context(g: FakeBlock):
     from xe_oneshot.guest import Root
     from xe_oneshot.sections import Context
     return Context(root=Root(str(g.root)))
+
+
+def test_swap_named_by_an_absolute_guest_link_is_looked_up_inside_the_root(tmp_path, vol):
+    """``/proc/swaps`` naming ``/dev/disk/by-label/swap`` (a link to ``/dev/xvda2``):
+    the device number comes from the guest's node, through the guest's link."""
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    g = FakeBlock(tmp_path / "guest")
+    system_disk(g)
+    g.swaps(("/dev/disk/by-label/swap", "partition", 1048572, 2048))
+    node = g.path("/dev/xvda2")
+    node.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(str(node), 0o600 | __import__("stat").S_IFBLK, os.makedev(XVD_MAJOR, 2))
+    g.link("/dev/disk/by-label/swap", "/dev/xvda2")
+    assert without_free(collect(vol, g)) == without_free(system_expected())

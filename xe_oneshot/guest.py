@@ -189,6 +189,16 @@ class Root:
                 return None
             raise
 
+    def stat(self, guest_path: str) -> "Optional[os.stat_result]":
+        """``os.stat`` of the path (symlinks followed inside the root), or None if it
+        is not there."""
+        try:
+            return os.stat(self.path(guest_path))
+        except OSError as err:
+            if err.errno in VANISHED:
+                return None
+            raise
+
     def exists(self, guest_path: str) -> bool:
         """Whether the path exists (following symlinks)."""
         try:

@@ -441,10 +441,14 @@ def run_pvs() -> "Optional[str]":
 
 # -- matching ------------------------------------------------------------------------
 
-def _devno_of(path: str) -> "Optional[Tuple[int, int]]":
+def _devno_of(path: str, root: "Optional[Root]" = None) -> "Optional[Tuple[int, int]]":
+    """The device number of a device node: a guest path through ``root``, else (pvs
+    names) a path of the running system; None if it is none or cannot be asked."""
     try:
-        st = os.stat(path)
+        st = os.stat(path) if root is None else root.stat(path)
     except OSError:
+        return None
+    if st is None:
         return None
     return (os.major(st.st_rdev), os.minor(st.st_rdev)) if st.st_rdev else None
 
@@ -667,7 +671,7 @@ def active_swaps(root: "Root", devices: "List[BlockDevice]") -> "Dict[Tuple[int,
     for swap in parse_swaps(root.read_text(PROC_SWAPS, default="") or ""):
         if swap.kind != "partition":
             continue
-        devno = by_name.get(os.path.basename(swap.filename)) or _devno_of(root.path(swap.filename))
+        devno = by_name.get(os.path.basename(swap.filename)) or _devno_of(swap.filename, root)
         if devno is not None:
             found.setdefault(devno, swap)
     return found
