@@ -8,6 +8,7 @@ copy of the package (its module and one registry line, nothing else) runs end to
 against the real daemon.
 """
 
+import ast
 import difflib
 import filecmp
 import json
@@ -98,6 +99,54 @@ def test_names_and_groups_do_not_collide():
     for members in GROUPS.values():
         assert set(members) <= set(SECTIONS)
     assert GROUPS["all"] == tuple(SECTIONS)
+
+
+# -- every guest path through Root ----------------------------------------------------
+
+#: Calls that open or resolve a path of the host; in the sections and their helpers
+#: only guest.Root makes them, except where the running system itself is meant.
+HOST_PATH_CALLS = {"open", "os.open", "os.stat", "os.lstat", "os.listdir", "os.scandir",
+                   "os.readlink", "os.walk", "os.path.realpath", "os.path.exists",
+                   "os.path.lexists", "os.path.isdir", "os.path.isfile", "os.statvfs"}
+#: (module, function, call) made on purpose: our own /proc/self files, the real /dev
+#: path pvs names, a mount point already mapped by Root.fs_path (see the docstrings).
+HOST_PATH_ALLOWED = {
+    ("sections/volumes.py", "_devno_of", "os.stat"),
+    ("sections/volumes.py", "_mnt_id", "open"),
+    ("sections/volumes.py", "_open_mount", "os.open"),
+    ("sections/volumes.py", "statvfs_free", "os.statvfs"),
+    ("sections/volumes.py", "btrfs_fsid", "os.open"),
+}
+SECTION_HELPERS = ("mountinfo.py", "udevdb.py", "netlink.py", "ifconf.py")
+
+
+def _dotted(node):
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return inner and inner + "." + node.attr
+    return None
+
+
+def test_no_host_path_call_outside_root():
+    package = CHECKOUT / "xe_oneshot"
+    files = sorted((package / "sections").glob("*.py")) + [package / n
+                                                            for n in SECTION_HELPERS]
+    found = set()
+
+    def visit(node, module, function):
+        if isinstance(node, ast.FunctionDef):
+            function = node.name
+        if isinstance(node, ast.Call) and _dotted(node.func) in HOST_PATH_CALLS:
+            found.add((module, function, _dotted(node.func)))
+        for child in ast.iter_child_nodes(node):
+            visit(child, module, function)
+
+    for path in files:
+        visit(ast.parse(path.read_text()), str(path.relative_to(package)), "<module>")
+    assert found - HOST_PATH_ALLOWED == set()
+    assert HOST_PATH_ALLOWED <= found          # the list stays true
 
 
 # -- the import budget -----------------------------------------------------------------
