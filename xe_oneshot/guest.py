@@ -96,11 +96,13 @@ class Root:
 
     def _resolve(self, guest: bytes, follow: bool) -> bytes:
         """:meth:`resolve` on bytes; the last component is left as it is unless
-        ``follow``. A missing component ends the resolving (the rest is kept)."""
+        ``follow``. After a missing component the rest is only joined, up to a ``..``:
+        nothing under a missing directory can be a link."""
         base = os.fsencode(self.base)
         todo = [part for part in reversed(guest.split(b"/")) if part]
         done: List[bytes] = []
         followed = 0
+        missing = False
         while todo:
             part = todo.pop()
             if part == b".":
@@ -108,15 +110,17 @@ class Root:
             if part == b"..":
                 if done:
                     done.pop()
+                missing = False     # what is above may exist (and be a link) again
                 continue
-            if not todo and not follow:
+            if missing or (not todo and not follow):
                 done.append(part)
-                break
+                continue
             try:
                 target = os.readlink(os.path.join(base, *(done + [part])))
             except OSError as err:
                 if err.errno not in VANISHED and err.errno != errno.EINVAL:
                     raise
+                missing = err.errno != errno.EINVAL
                 done.append(part)
                 continue
             followed += 1
