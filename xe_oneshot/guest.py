@@ -22,7 +22,8 @@ whose ``/sys/block/xvda/device`` points at ``/sys/devices/...``, or a link aimin
 ``../../..`` past the top, reads the guest's files, never the host's. On the real root
 the kernel resolves (no cost). Nothing in a section opens a guest path any other way;
 the reads that are about the running system whatever the root (netlink, ioctls, statvfs
-of a real mount, ``/proc/self/fd*``) say so in their module's docstring.
+of a mount through :meth:`Root.fs_path`, ``/proc/self/fd*``) say so in their module's
+docstring.
 """
 
 import errno
@@ -78,11 +79,15 @@ class Root:
         return os.fsdecode(self._host(os.fsencode(guest_path), follow))
 
     def fs_path(self, guest_path: str) -> bytes:
-        """:meth:`path` as the bytes the kernel named it with: paths from the kernel's
-        tables (mount points) are decoded as UTF-8, so they go back as UTF-8 whatever the
-        locale (Python 3.6 in the C locale would encode a str path as ASCII)."""
+        """The host path of a mount point, to call into the mounted filesystem (statvfs,
+        an ioctl): the running system's business, so under a root ``DIR/<mount point>``
+        is handed to the kernel as it is, symlinks and all (a test or bench puts the
+        filesystem that stands for the guest's mount there, or a link to it). As the
+        bytes the kernel named it with: mount points are decoded as UTF-8, so they go
+        back as UTF-8 whatever the locale (Python 3.6 in the C locale would encode a str
+        path as ASCII)."""
         raw = guest_path.encode("utf-8", "surrogateescape")
-        return raw if self.is_real else self._host(raw, True)
+        return raw if self.is_real else os.path.join(os.fsencode(self.base), raw.lstrip(b"/"))
 
     def resolve(self, guest_path: str) -> str:
         """The guest path with every symlink resolved inside the root:

@@ -64,8 +64,9 @@ resolved inside DIR), and ``free`` is the statvfs of ``DIR/<mount point>`` (no m
 check: the ids in a copied mountinfo are not ours). What is always the running
 system's, whatever the root: ``pvs`` (its PVs are matched to volumes by device number,
 a ``stat`` of the real ``/dev`` path pvs names, then by name); the statvfs and btrfs
-ioctl of a mount (a call into the mounted filesystem); ``/proc/self/fdinfo`` and
-``/proc/self/fd`` of our own descriptors.
+ioctl of a mount (a call into the mounted filesystem, at ``DIR/<mount point>`` as the
+kernel resolves it: ``Root.fs_path``); ``/proc/self/fdinfo`` and ``/proc/self/fd`` of
+our own descriptors.
 
 Cost on a guest without LVM: a few small sysfs / udev files per device, one read of
 mountinfo and /proc/swaps, one bounded statvfs per mounted volume (a thread each,
