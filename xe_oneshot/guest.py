@@ -141,7 +141,10 @@ class Root:
         """At most ``limit`` bytes of a regular file, or ``default`` if it is not there.
         Raises :class:`NotRegularFile` for anything else (see the module docstring)."""
         try:
-            fd = os.open(self.path(guest_path), _OPEN_FLAGS)
+            # under a root the path is resolved: its last part must not turn into a
+            # link between resolving and opening
+            fd = os.open(self.path(guest_path),
+                         _OPEN_FLAGS if self.is_real else _OPEN_FLAGS | os.O_NOFOLLOW)
         except OSError as err:
             if err.errno in VANISHED:      # ENXIO: a socket, or a FIFO opened for write
                 return default
