@@ -12,6 +12,8 @@ Keys (relative to the guest's home), one ``data/volumes/<n>`` per volume::
 
 ``free`` wanders: it is marked with a tolerance of 1% of the volume's size, so the
 publisher does not wake dom0 for smaller moves until the published value is old.
+:func:`find_volumes` reads the guest into :class:`Volume` records; :func:`volume_keys`
+lays them out (tested on hand-built records).
 
 Which block devices are volumes (decisions where the design is silent):
 
