@@ -41,3 +41,18 @@ def test_memory_hostile_unicode_digits_are_not_numbers(tmp_path, digits):
     FakeGuest(tmp_path).file("/proc/meminfo", "MemTotal: %s kB\nMemFree: 10 kB\n" % digits)
     with pytest.raises(SectionError):
         memory.collect(Context(root=Root(str(tmp_path))))
+
+
+# -- layout on fields, no /proc -------------------------------------------------------
+
+def test_memory_keys_from_fields():
+    got = memory.memory_keys({"MemTotal": 150, "MemFree": 7, "MemAvailable": 90})
+    assert got.values == {"data/meminfo_total": "150", "data/meminfo_free": "90"}
+    assert got.tolerance == {"data/meminfo_free": 1}      # 1% of 150 kB, at least 1
+
+
+@pytest.mark.parametrize("fields", [{}, {"MemTotal": 0, "MemFree": 1}, {"MemFree": 5},
+                                    {"MemTotal": 100}])
+def test_memory_keys_refuse_an_incomplete_meminfo(fields):
+    with pytest.raises(SectionError):
+        memory.memory_keys(fields)

@@ -151,3 +151,12 @@ def test_collector_leaves_keys_alone_when_nothing_is_recognised(fresh_xenstored,
     assert res.returncode == 1
     assert "no Linux distribution recognised" in res.stderr
     assert fresh_xenstored.read("data/os_distro") == "previous"
+
+
+# -- layout on facts, no guest files ---------------------------------------------------
+
+def test_os_keys_only_the_known_keys_under_data_and_long_values_cut():
+    facts = {"os_distro": "debian", "os_name": "x" * (d.MAX_VALUE + 5), "other": "no"}
+    assert osinfo.os_keys(facts) == {"data/os_distro": "debian",
+                                     "data/os_name": "x" * d.MAX_VALUE}
+    assert osinfo.os_keys({}) == {}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.blockdev import CHECKOUT, XVD_MAJOR, FakeBlock, volume
+from tests.support.blockdev import CHECKOUT, XVD_MAJOR, FakeBlock, vbd_id, volume
 from tests.support.fakeguest import FakeGuest
 
 GIB = 1 << 30
@@ -421,3 +421,75 @@ def test_pvs_that_times_out_leaves_no_children_behind(tmp_path, monkeypatch, vol
             except (ProcessLookupError, ValueError):
                 pass
     assert vol.LOG.warnings == ["pvs did not answer within 1 s: LVM usage not published"]
+
+
+# -- symlinks under --root ---------------------------------------------------------
+
+def test_absolute_guest_symlinks_resolve_inside_the_root(tmp_path, vol):
+    """A copied guest whose ``/sys/block/xvda`` and ``.../device`` links are absolute
+    (``/sys/devices/...``) is read inside the root: on the host those paths are the
+    host's own sysfs (or nothing), and the disk would vanish or lose its extent."""
+    from contextlib import ExitStack
+
+    from tests.support.blockdev import backend_seed
+    from tests.support.xenstored import Unavailable, XenStored
+    from xe_oneshot.guest import Root
+    from xe_oneshot.sections import Context
+    from xe_oneshot.xenstore import Client
+    from xe_oneshot.xsreader import ClientReader
+
+    g = FakeBlock(tmp_path / "guest")
+    system_disk(g)
+    g.link("/sys/block/xvda", "/sys/devices/vbd-51712/block/xvda")
+    g.link("/sys/devices/vbd-51712/block/xvda/device", "/sys/devices/vbd-51712")
+    expected = system_expected()
+    expected["data/volumes/0/extents/0"] = expected["data/volumes/1/extents/0"] = "xvda"
+    with ExitStack() as stack:
+        try:
+            xsd = stack.enter_context(XenStored(tmp_path / "xsd", backend_seed(["xvda"])))
+        except Unavailable as err:
+            pytest.skip("real xenstored unavailable: %s" % err)
+        client = stack.enter_context(Client.open(
+            timeout=10, env={"XENSTORED_PATH": str(xsd.socket)}))
+        ctx = Context(root=Root(str(g.root)), xenstore=ClientReader(client))
+        values = vol.collect(ctx).values
+    assert without_free(values) == without_free(expected)
+
+
+def test_a_guest_symlink_cannot_leave_the_root(tmp_path, vol):
+    """``/sys/block/xvdz -> ../../../outside/...`` climbs out of the root on the host;
+    in the guest ``..`` stops at ``/``, where there is no such device. The disk that
+    sits outside the root (a complete one, with a mount) must not be published."""
+    g = FakeBlock(tmp_path / "guest")
+    system_disk(g)
+    outside = FakeBlock(tmp_path / "outside")
+    outside.xen_disk("xvdz", 400, 2 * SECTORS_PER_GIB, udev={"ID_FS_TYPE": "ext4"})
+    g.udev((XVD_MAJOR, 400), {"ID_FS_TYPE": "ext4"})
+    g.link("/sys/block/xvdz", "../../../outside/sys/devices/vbd-%d/block/xvdz"
+           % vbd_id("xvdz"))
+    g.link("/sys/block/xvdy", "/../../../../../../" + str(outside.root).lstrip("/")
+           + "/sys/devices/vbd-%d/block/xvdz" % vbd_id("xvdz"))
+    assert (g.root / "sys/block/xvdz/dev").exists()       # on the host it leads out
+    values = vol.collect(vol_context(g)).values
+    assert without_free(values) == without_free(system_expected())
+
+
+def vol_context(g: FakeBlock):
+    from xe_oneshot.guest import Root
+    from xe_oneshot.sections import Context
+    return Context(root=Root(str(g.root)))
+
+
+def test_swap_named_by_an_absolute_guest_link_is_looked_up_inside_the_root(tmp_path, vol):
+    """``/proc/swaps`` naming ``/dev/disk/by-label/swap`` (a link to ``/dev/xvda2``):
+    the device number comes from the guest's node, through the guest's link."""
+    if os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    g = FakeBlock(tmp_path / "guest")
+    system_disk(g)
+    g.swaps(("/dev/disk/by-label/swap", "partition", 1048572, 2048))
+    node = g.path("/dev/xvda2")
+    node.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(str(node), 0o600 | __import__("stat").S_IFBLK, os.makedev(XVD_MAJOR, 2))
+    g.link("/dev/disk/by-label/swap", "/dev/xvda2")
+    assert without_free(collect(vol, g)) == without_free(system_expected())

@@ -8,8 +8,8 @@ What cannot be real here is the Xen side of the disks: sysfs shows our loop devi
 ``loopN`` with no ``device`` link. So the guest root mirrors each real device as a Xen
 disk (``xvdb``: its real ``dev`` numbers and ``size``, a ``device/vbd/<id>`` nodename)
 and carries the udev database udev would have written; ``/proc/self/mountinfo`` and
-``/proc/swaps`` are links to the real ones, ``/mnt`` a link to the namespace's ``/mnt``,
-and ``pvs`` is the real lvm2 one. Expected figures are measured independently: sizes from
+``/proc/swaps`` are copies of the namespace's, taken just before the collector runs,
+and ``/mnt`` the namespace's ``/mnt`` bound there; ``pvs`` is the real lvm2 one. Expected figures are measured independently: sizes from
 the partition table we wrote, ``free`` from coreutils' ``stat -f`` in the namespace, PV
 free space from ``pvs --reportformat json``.
 
@@ -61,13 +61,20 @@ def loop_xsd(tmp_path):
 
 
 def real_guest(root: Path) -> FakeBlock:
-    """A guest root whose mount table, swaps and /mnt are the (namespace's) real ones."""
+    """A guest root whose mount table, swaps and /mnt become the (namespace's) real ones
+    when :func:`run_in_namespace` runs the collector (links out of the root would not
+    be followed: the collector resolves them inside it)."""
     g = FakeBlock(root)
-    g.path("/proc/self/mountinfo").unlink()
-    g.path("/proc/self/mountinfo").symlink_to("/proc/self/mountinfo")
-    g.path("/proc/swaps").symlink_to("/proc/swaps")
-    g.path("/mnt").symlink_to("/mnt")
+    g.file("/proc/swaps", "")
+    g.path("/mnt").mkdir()
     return g
+
+
+#: Run inside the namespace before the collector: copy its mount table and swaps into
+#: the root, then show its /mnt there (after the copy: the bind is not in the table).
+_REAL_TABLES = ('cat /proc/self/mountinfo > "$1/proc/self/mountinfo" && '
+                'cat /proc/swaps > "$1/proc/swaps" && mount --rbind /mnt "$1/mnt" && '
+                'shift && exec "$@"')
 
 
 def mirror_disk(g: FakeBlock, name: str, loop: Loop, **kw) -> None:
@@ -76,7 +83,8 @@ def mirror_disk(g: FakeBlock, name: str, loop: Loop, **kw) -> None:
 
 
 def run_in_namespace(daemon, g: FakeBlock, state: Path, mounts):
-    cmd = [sys.executable, "-m", "xe_oneshot", "--root", str(g.root), "--state-dir",
+    cmd = ["/bin/sh", "-c", _REAL_TABLES, "sh", str(g.root),
+           sys.executable, "-m", "xe_oneshot", "--root", str(g.root), "--state-dir",
            str(state), "--section", "volumes"]
     out = in_namespace(mounts, cmd, g.root.parent, env=daemon.env())
     assert out["rc"] == 0, out["stderr"]

@@ -43,6 +43,7 @@ import os
 import stat
 
 from . import log
+from . import guest
 from .guest import VANISHED, Root
 from .records import record
 from .text import DIGITS, HEX, is_control, is_decimal, leading_decimal, replace_controls
@@ -77,7 +78,7 @@ OS_RELEASE_FILES = ("/etc/os-release", "/usr/lib/os-release")
 #: Release files are a few hundred bytes; a huge one is read up to here.
 READ_LIMIT = 64 * 1024
 #: As the kernel's limit on symlinks followed in one path walk.
-MAX_SYMLINKS = 40
+MAX_SYMLINKS = guest.MAX_SYMLINKS
 #: Longest value published: oxenstored answers E2BIG above 2048 bytes (UTF-8 up to 4 per
 #: character).
 MAX_VALUE = 256
@@ -396,32 +397,10 @@ def resolve(root: Root, guest_path: str) -> str:
 
     With ``/etc/os-release -> ../usr/lib/os-release`` (or ``-> /usr/lib/os-release``),
     ``/etc/os-release`` -> ``/usr/lib/os-release``: an absolute target and ``..`` stay in
-    the guest, never on the host. Raises OSError(ELOOP) after :data:`MAX_SYMLINKS`.
+    the guest, never on the host (:meth:`Root.resolve`, the one copy of that rule).
+    Raises OSError(ELOOP) after :data:`MAX_SYMLINKS`.
     """
-    if root.base in ("", "/"):
-        return guest_path  # the kernel does the same, faster
-    todo = [part for part in reversed(guest_path.split("/")) if part]
-    done: List[str] = []
-    followed = 0
-    while todo:
-        part = todo.pop()
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        target = root.readlink("/" + "/".join(done + [part]))
-        if target is None:
-            done.append(part)
-            continue
-        followed += 1
-        if followed > MAX_SYMLINKS:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), root.path(guest_path))
-        if target.startswith("/"):
-            done = []
-        todo.extend(part for part in reversed(target.split("/")) if part)
-    return "/" + "/".join(done)
+    return root.resolve(guest_path)
 
 
 def read_release_file(root: Root, guest_path: str,

@@ -14,6 +14,16 @@ Only regular files are read (as ``xe-linux-distribution`` does): every file in /
 expected (a hostile ``--root`` tree) would block the run in open() or read(). The file
 is opened non-blocking and checked with fstat() on the open descriptor, so nothing can
 be swapped in between check and read; anything else raises :class:`NotRegularFile`.
+
+Symlinks resolve inside the root, as they would on the guest: with a base other than
+``/`` every path is resolved component by component (:meth:`Root.resolve`), an absolute
+link target starting again at the base and ``..`` stopping there. So a copied guest
+whose ``/sys/block/xvda/device`` points at ``/sys/devices/...``, or a link aiming
+``../../..`` past the top, reads the guest's files, never the host's. On the real root
+the kernel resolves (no cost). Nothing in a section opens a guest path any other way;
+the reads that are about the running system whatever the root (netlink, ioctls, statvfs
+of a mount through :meth:`Root.fs_path`, ``/proc/self/fd*``) say so in their module's
+docstring.
 """
 
 import errno
@@ -28,6 +38,9 @@ if TYPE_CHECKING:
 
 #: Errors that mean "not there (any more)": read as absent.
 VANISHED = frozenset((errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR, errno.ELOOP))
+
+#: Symlinks followed in one path before it counts as a loop (the kernel's limit).
+MAX_SYMLINKS = 40
 
 #: Largest file a collector reads; sysfs and procfs files are far smaller.
 MAX_READ = 1 << 20
@@ -53,24 +66,85 @@ class Root:
 
     base: str = "/"
 
-    def path(self, guest_path: str) -> str:
-        """Host path of the absolute guest path ``guest_path``."""
-        if self.base in ("", "/"):
+    @property
+    def is_real(self) -> bool:
+        """Whether this is the running system's own root (no prefix)."""
+        return self.base in ("", "/")
+
+    def path(self, guest_path: str, follow: bool = True) -> str:
+        """Host path of the absolute guest path ``guest_path``, its symlinks resolved
+        inside the root (the last one only if ``follow``). Raises OSError(ELOOP)."""
+        if self.is_real:
             return guest_path
-        return os.path.join(self.base, guest_path.lstrip("/"))
+        return os.fsdecode(self._host(os.fsencode(guest_path), follow))
 
     def fs_path(self, guest_path: str) -> bytes:
-        """:meth:`path` as the bytes the kernel named it with: paths from the kernel's
-        tables (mount points) are decoded as UTF-8, so they go back as UTF-8 whatever the
-        locale (Python 3.6 in the C locale would encode a str path as ASCII)."""
-        return self.path(guest_path).encode("utf-8", "surrogateescape")
+        """The host path of a mount point, to call into the mounted filesystem (statvfs,
+        an ioctl): the running system's business, so under a root ``DIR/<mount point>``
+        is handed to the kernel as it is, symlinks and all (a test or bench puts the
+        filesystem that stands for the guest's mount there, or a link to it). As the
+        bytes the kernel named it with: mount points are decoded as UTF-8, so they go
+        back as UTF-8 whatever the locale (Python 3.6 in the C locale would encode a str
+        path as ASCII)."""
+        raw = guest_path.encode("utf-8", "surrogateescape")
+        return raw if self.is_real else os.path.join(os.fsencode(self.base), raw.lstrip(b"/"))
+
+    def resolve(self, guest_path: str) -> str:
+        """The guest path with every symlink resolved inside the root:
+        ``/etc/os-release`` -> ``/usr/lib/os-release``. Raises OSError(ELOOP)."""
+        if self.is_real:
+            return guest_path   # the kernel does the same, faster
+        return os.fsdecode(self._resolve(os.fsencode(guest_path), True))
+
+    def _host(self, guest: bytes, follow: bool) -> bytes:
+        return os.path.join(os.fsencode(self.base), self._resolve(guest, follow).lstrip(b"/"))
+
+    def _resolve(self, guest: bytes, follow: bool) -> bytes:
+        """:meth:`resolve` on bytes; the last component is left as it is unless
+        ``follow``. After a missing component the rest is only joined, up to a ``..``:
+        nothing under a missing directory can be a link."""
+        base = os.fsencode(self.base)
+        todo = [part for part in reversed(guest.split(b"/")) if part]
+        done: List[bytes] = []
+        followed = 0
+        missing = False
+        while todo:
+            part = todo.pop()
+            if part == b".":
+                continue
+            if part == b"..":
+                if done:
+                    done.pop()
+                missing = False     # what is above may exist (and be a link) again
+                continue
+            if missing or (not todo and not follow):
+                done.append(part)
+                continue
+            try:
+                target = os.readlink(os.path.join(base, *(done + [part])))
+            except OSError as err:
+                if err.errno not in VANISHED and err.errno != errno.EINVAL:
+                    raise
+                missing = err.errno != errno.EINVAL
+                done.append(part)
+                continue
+            followed += 1
+            if followed > MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), guest)
+            if target.startswith(b"/"):
+                done = []
+            todo.extend(part for part in reversed(target.split(b"/")) if part)
+        return b"/" + b"/".join(done)
 
     def read_bytes(self, guest_path: str, default: "Optional[bytes]" = None,
                    limit: int = MAX_READ) -> "Optional[bytes]":
         """At most ``limit`` bytes of a regular file, or ``default`` if it is not there.
         Raises :class:`NotRegularFile` for anything else (see the module docstring)."""
         try:
-            fd = os.open(self.path(guest_path), _OPEN_FLAGS)
+            # under a root the path is resolved: its last part must not turn into a
+            # link between resolving and opening
+            fd = os.open(self.path(guest_path),
+                         _OPEN_FLAGS if self.is_real else _OPEN_FLAGS | os.O_NOFOLLOW)
         except OSError as err:
             if err.errno in VANISHED:      # ENXIO: a socket, or a FIFO opened for write
                 return default
@@ -121,16 +195,32 @@ class Root:
     def readlink(self, guest_path: str) -> "Optional[str]":
         """A symlink's target, or None if it is not a symlink or not there."""
         try:
-            return os.readlink(self.path(guest_path))
+            return os.readlink(self.path(guest_path, follow=False))
         except OSError as err:
             if err.errno in VANISHED or err.errno == errno.EINVAL:
                 return None
             raise
 
+    def stat(self, guest_path: str) -> "Optional[os.stat_result]":
+        """``os.stat`` of the path (symlinks followed inside the root), or None if it
+        is not there."""
+        try:
+            return os.stat(self.path(guest_path))
+        except OSError as err:
+            if err.errno in VANISHED:
+                return None
+            raise
+
     def exists(self, guest_path: str) -> bool:
         """Whether the path exists (following symlinks)."""
-        return os.path.exists(self.path(guest_path))
+        try:
+            return os.path.exists(self.path(guest_path))
+        except OSError:     # a loop in the guest's links
+            return False
 
     def lexists(self, guest_path: str) -> bool:
         """Whether the path exists (a dangling symlink counts)."""
-        return os.path.lexists(self.path(guest_path))
+        try:
+            return os.path.lexists(self.path(guest_path, follow=False))
+        except OSError:     # a loop in the guest's links
+            return False

@@ -23,6 +23,9 @@ A label whose stem is not a known interface is never passed to an ioctl: for an 
 name the kernel may try to load a module of that name (``dev_load``). Names are bytes
 to the kernel and may not be UTF-8: they are decoded with ``surrogateescape`` like
 ``os.listdir``'s.
+
+The ioctls are about the running system whatever ``--root`` says; ``if_inet6`` is read
+through the root like any guest file.
 """
 
 import _socket
@@ -190,5 +193,5 @@ def interface_addresses(root: "Root", known: "Dict[str, int]") -> "List[IfAddr]"
     """IPv4 (SIOCGIFCONF) then IPv6 (``/proc/net/if_inet6`` under ``root``) addresses.
     Raises OSError when IPv4 cannot be listed (publishing IPv6 alone would remove the
     published IPv4 addresses)."""
-    data = root.read_bytes(IF_INET6, b"")
+    data = root.read_bytes(IF_INET6, b"") or b""
     return ipv4_addresses(known) + parse_if_inet6(data.decode("utf-8", "surrogateescape"))

@@ -19,6 +19,8 @@ A caller treats any OSError as "rtnetlink refused here" (seccomp,
 ``RestrictAddressFamilies=``, an odd kernel) and falls back to :mod:`.ifconf`, which
 needs no netlink. The reader is bounded: a receive timeout, a total size limit, and
 malformed data raises OSError.
+
+Always the running system's addresses: a netlink socket has no ``--root``.
 """
 
 import _socket
@@ -28,7 +30,7 @@ from .records import field, record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import List
 
 AF_INET, AF_INET6 = 2, 10
 NETLINK_ROUTE = 0
@@ -172,11 +174,11 @@ def interface_addresses(timeout: float = TIMEOUT,
     try:
         sock.settimeout(timeout)
         sock.bind((0, 0))
-        dump: Optional[AddrDump] = None
-        for seq in range(1, RETRIES + 2):
-            dump = _dump(sock, seq, max_bytes)
+        dump = _dump(sock, 1, max_bytes)
+        for seq in range(2, RETRIES + 2):
             if not dump.interrupted:
                 break
+            dump = _dump(sock, seq, max_bytes)
     finally:
         sock.close()
     return dump.entries

@@ -4,8 +4,7 @@ The kernel here offers veth, bridge and macvlan links (no dummy, bond or VLAN). 
 builds its interfaces in a namespace of its own, then mirrors the namespace's
 ``/sys/class/net`` (``address``, ``master``, ``upper_*``, ``lower_*`` links) into a fake
 guest root, adding ``device/nodename`` = ``device/vif/<id>`` to the interfaces that play
-Xen VIFs, and ``proc/net`` pointing at the reader's own ``/proc/self/net`` (so that
-``/proc/net/if_inet6`` under the root is the namespace's). Code that reads addresses
+Xen VIFs, and ``proc/net/if_inet6`` a copy of the namespace's, taken by :meth:`Netns.mirror`. Code that reads addresses
 (rtnetlink, ioctls, /proc/self/net) must run inside the namespace:
 :meth:`Netns.run` wraps ``ip netns exec``, and ``python3 -m tests.support.netns collect ROOT``
 runs the network section there and prints its keys as JSON. Fixture ``ns``: a namespace
@@ -139,6 +138,13 @@ class Netns:
         """Rebuild ``root``'s /sys/class/net from this namespace (see :func:`mirror_sysfs`)."""
         snap = self.snapshot()
         mirror_sysfs(snap, root, vifs, devices)
+        net = Path(root) / "proc/self/net"
+        net.mkdir(parents=True, exist_ok=True)
+        inet6 = subprocess.run(["ip", "netns", "exec", self.name, "cat",
+                                "/proc/self/net/if_inet6"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60)
+        if inet6.returncode == 0:                   # names need not be UTF-8: bytes
+            (net / "if_inet6").write_bytes(inet6.stdout)
         return snap
 
     def collect(self, root: Path, env: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
@@ -171,7 +177,9 @@ def _without_xenstore(env: Mapping[str, str]) -> Dict[str, str]:
 def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, str] = (),
                  devices: Iterable[str] = ()) -> None:
     """Write ``root``/sys/class/net from a :meth:`Netns.snapshot`, and ``root``/proc/net
-    as a link to the reader's ``/proc/self/net``.
+    as a link to ``root``/proc/self/net (which :meth:`Netns.mirror` fills with a copy of
+    the namespace's ``if_inet6``: the collector resolves links inside the root, so one
+    out to the reader's own ``/proc`` would not be followed).
 
     ``vifs`` maps interface -> VIF id (gets ``device/nodename``); ``devices`` names
     interfaces that get a plain ``device`` directory (a PCI device: an SR-IOV VF).
@@ -185,7 +193,7 @@ def mirror_sysfs(snapshot: Mapping[str, dict], root: Path, vifs: Mapping[str, st
     proc = Path(root) / "proc"
     proc.mkdir(exist_ok=True)
     if not os.path.lexists(str(proc / "net")):
-        os.symlink("/proc/self/net", str(proc / "net"))
+        os.symlink("self/net", str(proc / "net"))     # inside the root: see Netns.mirror
     for name, facts in snapshot.items():
         d = net / name
         d.mkdir()

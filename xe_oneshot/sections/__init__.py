@@ -13,6 +13,34 @@ A section is a module in this package with:
 
 Sections are imported only when asked for, so that a ``memory`` run loads neither
 psutil nor sh.
+
+Adding a section ``<name>`` (tests/test_section_registry.py checks 1, 2 and the budget):
+
+1. **Module** ``sections/<module>.py``: a docstring with its keys and who reads them;
+   ``OWNS``, disjoint from every other section's (no path equal to or under another's);
+   ``collect(ctx)``. Find, then lay out: ``find_<x>(root, ...)`` returns records,
+   ``<x>_keys(records)`` the keys (the layout is then tested without a fake guest).
+   Every guest file through ``ctx.root`` (:class:`~xe_oneshot.guest.Root`); what must
+   be the running system's (netlink, an ioctl, statvfs) is said in the docstring.
+   Import at module level nothing beyond the package and C builtins: no psutil, sh,
+   logging (``..log`` stands in), typing (under ``TYPE_CHECKING``), argparse,
+   dataclasses (``..records``); a heavy module inside the function that needs it.
+   Options, if any: an ``Options`` record in the module, read from ``ctx.options``.
+2. **Registry**: one line ``"<name>": "<module>",`` in :data:`SECTIONS` (its place is
+   the publishing order). ``<name>`` is lowercase letters only: the unit template
+   ``xe-oneshot@<name>[_<tag>].service`` ends the name at the first ``_``.
+3. **Trigger**: what starts a run of it. Something the timer should refresh goes into
+   ``GROUPS["ephemeral"]``, boot-time facts into ``GROUPS["static"]`` (``all``, the
+   boot run, follows :data:`SECTIONS`); an event gets a udev rule
+   (``udev-rules/80-xe-oneshot.rules``) or a hook (``hooks/``, ``ifupdown/``,
+   ``networkd-dispatcher/``) that runs ``systemctl --no-block start
+   xe-oneshot@<name>.service``.
+4. **Docs**: README's "What it publishes" and "What runs when" tables; the
+   ``--section`` list in ``man/xe-oneshot.8`` (``--help`` is built from the registry).
+5. **Tests**: ``tests/test_section_<name>.py`` (parsers on strings, the layout on
+   records, ``collect`` on a fake guest under ``--root``, anything XenStore against the
+   real daemon), and the section's row in the import budget of
+   ``tests/test_section_registry.py``.
 """
 
 import sys

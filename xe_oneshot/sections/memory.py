@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 OWNS = ("data/meminfo_total", "data/meminfo_free")
 
+MEMINFO = "/proc/meminfo"
+
 
 def parse_meminfo(text: str) -> "Dict[str, int]":
     """Fields of ``/proc/meminfo`` in kB.
@@ -38,11 +40,9 @@ def parse_meminfo(text: str) -> "Dict[str, int]":
     return fields
 
 
-def collect(ctx: Context) -> Collected:
-    text = ctx.root.read_text("/proc/meminfo", limit=64 * 1024)
-    if text is None:
-        raise SectionError("/proc/meminfo is missing")
-    fields = parse_meminfo(text)
+def memory_keys(fields: "Dict[str, int]") -> Collected:
+    """``data/meminfo_total`` and ``data/meminfo_free`` (with its tolerance) from the
+    fields of :func:`parse_meminfo`. Raises SectionError when one is missing."""
     total = fields.get("MemTotal")
     free = fields.get("MemAvailable", fields.get("MemFree"))
     if not total or free is None:
@@ -51,3 +51,10 @@ def collect(ctx: Context) -> Collected:
         values={"data/meminfo_total": str(total), "data/meminfo_free": str(free)},
         tolerance={"data/meminfo_free": max(1, total // 100)},
     )
+
+
+def collect(ctx: Context) -> Collected:
+    text = ctx.root.read_text(MEMINFO, limit=64 * 1024)
+    if text is None:
+        raise SectionError("%s is missing" % MEMINFO)
+    return memory_keys(parse_meminfo(text))

@@ -44,6 +44,11 @@ Indices, without local state (the published ones are read back through
   free index (in the order: the interface's own addresses in the kernel's order, then
   each stacked device's, nearest first). Nothing else shuffles.
 * Without XenStore (print mode) numbering starts from 0 in that order.
+
+Finding (``find_addresses``) reads sysfs through ``Root``; the addresses themselves are
+the running system's whatever the root (an rtnetlink dump, or SIOCGIFCONF in
+:mod:`..ifconf`), and so is ``if_nametoindex`` where the tree has no ``ifindex``. Laying
+out (``network_keys``) is pure: records and the published indices in, keys out.
 """
 
 from _socket import AF_INET, AF_INET6, if_nametoindex, inet_ntop, inet_pton
@@ -370,17 +375,38 @@ def read_addresses(root: "Root", names: "List[str]") -> "List[IfAddr]":
     return ifconf.interface_addresses(root, known)
 
 
-# -- the section -----------------------------------------------------------------------
+# -- finding, then laying out -----------------------------------------------------------
 
-def collect(ctx: "Context") -> Collected:
-    """Addresses of every VIF and SR-IOV VF, the primary at index 0, others stable."""
-    root = ctx.root
+def find_addresses(root: "Root", xenstore: "Optional[XenStoreReader]"
+                   ) -> "Dict[Target, Addresses]":
+    """Each VIF's and SR-IOV VF's current addresses (targets in interface-name order)."""
     names = root.listdir(SYS_NET)
-    targets = find_targets(root, names, vf_ids_by_mac(ctx.xenstore) if names else {})
+    targets = find_targets(root, names, vf_ids_by_mac(xenstore) if names else {})
     if not targets:
-        return Collected()
+        return {}
     current = gather(root, targets, by_index(read_addresses(root, names)))
+    LOG.debug("network: %d interfaces, %d targets", len(names), len(current))
+    return current
 
+
+def find_published(xenstore: "Optional[XenStoreReader]",
+                   current: "Dict[Target, Addresses]") -> "Dict[str, Dict[str, int]]":
+    """``<target>/<family>`` -> its published address -> index, for each family that
+    has addresses now (the only ones whose indices matter)."""
+    out: Dict[str, Dict[str, int]] = {}
+    for target, addrs in current.items():
+        for family, _ in FAMILIES:
+            if addrs.by_family[family]:
+                path = "%s/%s" % (target.path, family)
+                out[path] = published_indices(xenstore, path)
+    return out
+
+
+def network_keys(current: "Dict[Target, Addresses]",
+                 published: "Dict[str, Dict[str, int]]") -> "Dict[str, str]":
+    """The ``<target>/<family>/<n>`` keys: the primary at index 0, the published
+    indices (``published``, as :func:`find_published` gives them) kept, newcomers in the
+    lowest free ones (:func:`assign_indices`)."""
     values: Dict[str, str] = {}
     for target, addrs in current.items():
         for family, _ in FAMILIES:
@@ -388,10 +414,18 @@ def collect(ctx: "Context") -> Collected:
             if not wanted:
                 continue
             path = "%s/%s" % (target.path, family)
-            assigned = assign_indices(wanted, published_indices(ctx.xenstore, path),
+            assigned = assign_indices(wanted, published.get(path, {}),
                                       addrs.primary.get(family))
             for index, address in assigned.items():
                 values["%s/%d" % (path, index)] = address
-    LOG.debug("network: %d interfaces, %d targets, %d keys", len(names), len(current),
-              len(values))
+    return values
+
+
+def collect(ctx: "Context") -> Collected:
+    """Addresses of every VIF and SR-IOV VF, the primary at index 0, others stable."""
+    current = find_addresses(ctx.root, ctx.xenstore)
+    if not current:
+        return Collected()
+    values = network_keys(current, find_published(ctx.xenstore, current))
+    LOG.debug("network: %d keys", len(values))
     return Collected(values)

@@ -12,6 +12,8 @@ Keys (relative to the guest's home), one ``data/volumes/<n>`` per volume::
 
 ``free`` wanders: it is marked with a tolerance of 1% of the volume's size, so the
 publisher does not wake dom0 for smaller moves until the published value is old.
+:func:`find_volumes` reads the guest into :class:`Volume` records; :func:`volume_keys`
+lays them out (tested on hand-built records).
 
 Which block devices are volumes (decisions where the design is silent):
 
@@ -59,10 +61,14 @@ Numbering (``<n>``) is stable while the devices are: disks in natural order (xvd
 xvdz, xvdaa; nvme2n1 before nvme10n1), then each disk's partitions in numeric order.
 A removed device shifts those after it; the publisher removes the stale tail.
 
-With ``--root DIR`` every guest file is read under DIR, and ``free`` is the statvfs of
-``DIR/<mount point>`` (no mnt_id check: the ids in a copied mountinfo are not ours).
-``pvs`` cannot honour a root: it always reports the real system's PVs (matched to
-volumes by device number, then by name).
+With ``--root DIR`` every guest file is read under DIR (through ``Root``, symlinks
+resolved inside DIR), and ``free`` is the statvfs of ``DIR/<mount point>`` (no mnt_id
+check: the ids in a copied mountinfo are not ours). What is always the running
+system's, whatever the root: ``pvs`` (its PVs are matched to volumes by device number,
+a ``stat`` of the real ``/dev`` path pvs names, then by name); the statvfs and btrfs
+ioctl of a mount (a call into the mounted filesystem, at ``DIR/<mount point>`` as the
+kernel resolves it: ``Root.fs_path``); ``/proc/self/fdinfo`` and ``/proc/self/fd`` of
+our own descriptors.
 
 Cost on a guest without LVM: a few small sysfs / udev files per device, one read of
 mountinfo and /proc/swaps, one bounded statvfs per mounted volume (a thread each,
@@ -351,7 +357,7 @@ def _trailing_digits(name: str) -> str:
 
 def read_partuuids(root: "Root") -> "Dict[str, str]":
     """Device name -> PARTUUID from the ``/dev/disk/by-partuuid`` links."""
-    found = {}
+    found: Dict[str, str] = {}
     for uuid in root.listdir(BY_PARTUUID):
         target = root.readlink("%s/%s" % (BY_PARTUUID, uuid))
         if target:
@@ -438,10 +444,14 @@ def run_pvs() -> "Optional[str]":
 
 # -- matching ------------------------------------------------------------------------
 
-def _devno_of(path: str) -> "Optional[Tuple[int, int]]":
+def _devno_of(path: str, root: "Optional[Root]" = None) -> "Optional[Tuple[int, int]]":
+    """The device number of a device node: a guest path through ``root``, else (pvs
+    names) a path of the running system; None if it is none or cannot be asked."""
     try:
-        st = os.stat(path)
+        st = os.stat(path) if root is None else root.stat(path)
     except OSError:
+        return None
+    if st is None:
         return None
     return (os.major(st.st_rdev), os.minor(st.st_rdev)) if st.st_rdev else None
 
@@ -613,10 +623,11 @@ def match_mounts(root: "Root", mounts: "List[mountinfo.Mount]", devices: "List[B
     if btrfs:
         members = btrfs_devices(root)
         for same_fs in btrfs.values():          # one superblock: one fsid for all
-            fsid = None
+            fsid: Optional[str] = None
             for m in same_fs:
                 if visible.get(m.mount_point) is m:
-                    state, fsid = prober.call(btrfs_fsid, m)
+                    state, answer = prober.call(btrfs_fsid, m)
+                    fsid = answer if isinstance(answer, str) else None
                     if fsid is not None or state == "hung":
                         break        # else covered since, or unreadable: the next one
             names = sorted((n for n in members.get(fsid or "", ()) if n in order),
@@ -640,12 +651,13 @@ def mount_usage(own: "List[mountinfo.Mount]", visible: "Dict[str, mountinfo.Moun
                      m.source, MAX_MOUNT_POINTS, m.mount_point)
             break
         points.append(m.mount_point)
-    free = None
+    free: Optional[int] = None
     failed = len(prober.failures)
     for m in own if with_free else ():
         if visible.get(m.mount_point) is not m:
             continue                 # something else is mounted over it
-        state, free = prober.call(statvfs_free, m)
+        state, answer = prober.call(statvfs_free, m)
+        free = answer if isinstance(answer, int) else None
         if free is not None or state == "hung":
             break                    # a hung filesystem would hang at its next mount too
         # else e.g. a bind mount we may not enter: try the next
@@ -662,13 +674,24 @@ def active_swaps(root: "Root", devices: "List[BlockDevice]") -> "Dict[Tuple[int,
     for swap in parse_swaps(root.read_text(PROC_SWAPS, default="") or ""):
         if swap.kind != "partition":
             continue
-        devno = by_name.get(os.path.basename(swap.filename)) or _devno_of(root.path(swap.filename))
+        devno = by_name.get(os.path.basename(swap.filename)) or _devno_of(swap.filename, root)
         if devno is not None:
             found.setdefault(devno, swap)
     return found
 
 
-# -- the section ---------------------------------------------------------------------
+# -- finding -------------------------------------------------------------------------
+
+@record
+class Volume:
+    """One volume as found, ready to be laid out by :func:`volume_keys`."""
+
+    name: str                 #: kernel name: ``xvda1``
+    size: int                 #: bytes
+    extent: str = ""          #: the Xen disk's ``<backend>/dev``; empty for other disks
+    partuuid: str = ""        #: the partition's PARTUUID; empty if none or a whole disk
+    usage: "Optional[Usage]" = None   #: None: nothing mounted, no active swap, no PV usage
+
 
 def _is_volume(dev: BlockDevice, used: bool) -> bool:
     if dev.sectors <= 0:
@@ -678,78 +701,119 @@ def _is_volume(dev: BlockDevice, used: bool) -> bool:
     return used or bool(dev.fs_type)
 
 
-def collect(ctx: "Context") -> Collected:
-    root = ctx.root
-    mounts = mountinfo.read(root)
-    if mounts is None:
-        raise SectionError("%s is missing: cannot tell what is mounted" % mountinfo.MOUNTINFO)
+def find_candidates(root: "Root") -> "List[BlockDevice]":
+    """The disks' partitions, and each disk without partitions, in numbering order,
+    with their udev properties. Raises SectionError without ``/sys/block``."""
     if not root.exists(SYS_BLOCK):
         raise SectionError("%s is missing: cannot see the block devices" % SYS_BLOCK)
     skipped = _Skipped()
     disks = read_disks(root, skipped)
     skipped.report()
-
     candidates: List[BlockDevice] = []
     for disk, parts in disks:
         candidates.extend(parts or [disk])
     for dev in candidates:
         dev.props = udevdb.read_block(root, *dev.devno)
+    return candidates
 
-    visible = {m.mount_point: m for m in mounts}      # the last mount on a path wins
-    prober = Prober(root)
-    mounted, shared = match_mounts(root, mounts, candidates, visible, prober)
-    swap_by_devno = active_swaps(root, candidates)
 
-    volumes = [d for d in candidates
-               if _is_volume(d, d.name in mounted or d.devno in swap_by_devno)]
+class _Usages:
+    """What is on each candidate: its mounts, active swap or PV (see :func:`find_volumes`)."""
 
-    pvs: Dict[str, PhysicalVolume] = {}
-    if any(v.fs_type == "LVM2_member" for v in volumes):
-        out = run_pvs()
-        if out is not None:
-            pvs = match_pvs(parse_pvs(out), volumes)
+    def __init__(self, root: "Root", mounts: "List[mountinfo.Mount]",
+                 candidates: "List[BlockDevice]") -> None:
+        self.visible = {m.mount_point: m for m in mounts}  # the last mount on a path wins
+        self.prober = Prober(root)
+        self.mounted, self.shared = match_mounts(root, mounts, candidates, self.visible,
+                                                 self.prober)
+        self.swaps = active_swaps(root, candidates)
+        self.pvs: Dict[str, PhysicalVolume] = {}
 
+    def used(self, dev: BlockDevice) -> bool:
+        return dev.name in self.mounted or dev.devno in self.swaps
+
+    def find_pvs(self, volumes: "List[BlockDevice]") -> None:
+        """Ask ``pvs`` once, only when udev knows of a PV among ``volumes``."""
+        if any(v.fs_type == "LVM2_member" for v in volumes):
+            out = run_pvs()
+            if out is not None:
+                self.pvs = match_pvs(parse_pvs(out), volumes)
+
+    def of(self, vol: BlockDevice) -> "Optional[Usage]":
+        if vol.name in self.mounted:
+            return mount_usage(self.mounted[vol.name], self.visible, self.prober,
+                               with_free=vol.name not in self.shared)
+        if vol.name in self.pvs:
+            pv = self.pvs[vol.name]
+            return Usage([LVM_MOUNT_POINT], pv.fmt, pv.free)
+        if vol.devno in self.swaps:
+            swap = self.swaps[vol.devno]
+            return Usage([SWAP_MOUNT_POINT], "swap", max(swap.size - swap.used, 0))
+        return None
+
+
+def find_volumes(root: "Root", xenstore: "Optional[XenStoreReader]") -> "List[Volume]":
+    """The guest's volumes in numbering order (see the module docstring). Raises
+    SectionError when the mount table or ``/sys/block`` is missing."""
+    mounts = mountinfo.read(root)
+    if mounts is None:
+        raise SectionError("%s is missing: cannot tell what is mounted" % mountinfo.MOUNTINFO)
+    candidates = find_candidates(root)
+    usages = _Usages(root, mounts, candidates)
+    devices = [d for d in candidates if _is_volume(d, usages.used(d))]
+    usages.find_pvs(devices)
     extents: Dict[str, str] = {}
     partuuids: Optional[Dict[str, str]] = None
+    volumes = []
+    for dev in devices:
+        if dev.disk not in extents:
+            extents[dev.disk] = xen_extent(root, xenstore, dev.disk)
+        uuid = dev.props.get("ID_PART_ENTRY_UUID", "") if dev.partition else ""
+        if dev.partition and not uuid:
+            if partuuids is None:
+                partuuids = read_partuuids(root)
+            uuid = partuuids.get(dev.name, "")
+        volumes.append(Volume(dev.name, dev.size, extents[dev.disk], uuid, usages.of(dev)))
+    if usages.prober.failures:
+        LOG.warning("free space not published for: %s", ", ".join(usages.prober.failures))
+    return volumes
+
+
+# -- laying out ----------------------------------------------------------------------
+
+def volume_name(vol: Volume) -> str:
+    """``/dev/<name>(<PARTUUID>)``, else ``/dev/<name>``."""
+    return "/dev/%s(%s)" % (vol.name, vol.partuuid) if vol.partuuid else "/dev/" + vol.name
+
+
+def volume_keys(volumes: "List[Volume]") -> Collected:
+    """The ``data/volumes/<n>/...`` keys of ``volumes`` (numbered in list order), and a
+    tolerance of 1% of its size on each ``free``."""
     result = Collected()
     for n, vol in enumerate(volumes):
         base = "%s/%d" % (PREFIX, n)
-        if vol.disk not in extents:
-            extents[vol.disk] = xen_extent(root, ctx.xenstore, vol.disk)
-        name = "/dev/" + vol.name
-        uuid = vol.props.get("ID_PART_ENTRY_UUID", "") if vol.partition else ""
-        if vol.partition and not uuid:
-            if partuuids is None:
-                partuuids = read_partuuids(root)
-            uuid = partuuids.get(vol.name, "")
-        if uuid:
-            name += "(%s)" % uuid
-        result.values[base + "/extents/0"] = extents[vol.disk]
-        result.values[base + "/name"] = name
+        result.values[base + "/extents/0"] = vol.extent
+        result.values[base + "/name"] = volume_name(vol)
         result.values[base + "/size"] = str(vol.size)
-
-        usage = None
-        if vol.name in mounted:
-            usage = mount_usage(mounted[vol.name], visible, prober,
-                                with_free=vol.name not in shared)
-        elif vol.name in pvs:
-            pv = pvs[vol.name]
-            usage = Usage([LVM_MOUNT_POINT], pv.fmt, pv.free)
-        elif vol.devno in swap_by_devno:
-            swap = swap_by_devno[vol.devno]
-            usage = Usage([SWAP_MOUNT_POINT], "swap", max(swap.size - swap.used, 0))
-        if usage is not None:
-            for k, point in enumerate(usage.mount_points):
-                result.values["%s/mount_points/%d" % (base, k)] = point
-            result.values[base + "/filesystem"] = usage.filesystem
-            if usage.free is not None:
-                result.values[base + "/free"] = str(usage.free)
-                result.tolerance[base + "/free"] = vol.size // 100
-        if LOG.isEnabledFor(log.DEBUG):
-            LOG.debug("volume %d: %s: %s", n, name, "not mounted" if usage is None else
-                      ", ".join(usage.mount_points + [usage.filesystem] + (
-                          [] if usage.free is None else ["%d bytes free" % usage.free])))
-    if prober.failures:
-        LOG.warning("free space not published for: %s", ", ".join(prober.failures))
+        usage = vol.usage
+        if usage is None:
+            continue
+        for k, point in enumerate(usage.mount_points):
+            result.values["%s/mount_points/%d" % (base, k)] = point
+        result.values[base + "/filesystem"] = usage.filesystem
+        if usage.free is not None:
+            result.values[base + "/free"] = str(usage.free)
+            result.tolerance[base + "/free"] = vol.size // 100
     return result
 
+
+def collect(ctx: "Context") -> Collected:
+    """Find the volumes, then lay them out."""
+    volumes = find_volumes(ctx.root, ctx.xenstore)
+    if LOG.isEnabledFor(log.DEBUG):
+        for n, vol in enumerate(volumes):
+            usage = vol.usage
+            LOG.debug("volume %d: %s: %s", n, volume_name(vol), "not mounted" if usage is None
+                      else ", ".join(usage.mount_points + [usage.filesystem] + (
+                          [] if usage.free is None else ["%d bytes free" % usage.free])))
+    return volume_keys(volumes)
