@@ -1,10 +1,15 @@
 """XenStore wire format: a header of four native uint32 (type, req_id, tx_id, len), then
-``len`` ≤ 4096 payload bytes (xen/io/xs_wire.h)."""
+``len`` ≤ 4096 payload bytes (xen/io/xs_wire.h). Encoding requests and their payloads,
+decoding and checking headers, reassembling replies from the pieces a transport reads."""
 
 import struct
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ProtocolError
 from ..text import XS_PATH_BYTES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every udev event
+    from typing import Optional, Tuple, Union
 
 HEADER = struct.Struct("=IIII")
 PAYLOAD_MAX = 4096
@@ -76,3 +81,59 @@ def check_path(path: str, op: str = "") -> bytes:
     if len(raw) > limit:
         raise bad("%d bytes, over %d" % (len(raw), limit))
     return raw
+
+
+def write_payload(path: str, value: "object") -> bytes:
+    """WRITE's payload ``path\\0value`` (no trailing NUL): ``value`` is str (as UTF-8) or
+    bytes. InvalidArgument: EINVAL for a bad path, E2BIG when it does not fit a message."""
+    import errno
+    raw = check_path(path, "write")
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore
+    if len(raw) + 1 + len(data) > PAYLOAD_MAX:
+        raise InvalidArgument(errno.E2BIG, path, "write",
+                              detail="value of %d bytes does not fit a message" % len(data))
+    return raw + b"\0" + data
+
+
+def decode_header(data: "Union[bytes, bytearray]", limit: int = PAYLOAD_MAX) -> "Tuple[int, int, int, int]":
+    """``(type, req_id, tx_id, len)`` from the first 16 bytes of ``data``, e.g.
+    ``02000000 07000000 00000000 03000000`` → ``(2, 7, 0, 3)``. ProtocolError (EPROTO)
+    when ``len`` exceeds ``limit``: known from the header alone, before the payload."""
+    typ, req_id, tx_id, length = HEADER.unpack_from(data)
+    if length > limit:
+        import errno
+        raise ProtocolError(errno.EPROTO, None, OP_NAMES.get(typ, str(typ)),
+                            detail="reply of %d bytes exceeds %d" % (length, limit))
+    return typ, req_id, tx_id, length
+
+
+class Reassembler:
+    """Whole messages out of the pieces a stream delivers (the xenbus device hands a reply
+    back in pieces; a socket may split one too): :meth:`feed` bytes, then take each
+    :meth:`message` until it returns None."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def partial(self) -> bool:
+        """True when bytes of a message not yet whole are held."""
+        return bool(self._buf)
+
+    def message(self, limit: int = PAYLOAD_MAX) -> "Optional[Tuple[int, int, int, bytes]]":
+        """The next whole message ``(type, req_id, tx_id, payload)``, or None until more
+        bytes come. ProtocolError once a header announces more than ``limit`` bytes."""
+        if len(self._buf) < HEADER.size:
+            return None
+        typ, req_id, tx_id, length = decode_header(self._buf, limit)
+        end = HEADER.size + length
+        if len(self._buf) < end:
+            return None
+        payload = bytes(self._buf[HEADER.size:end])
+        del self._buf[:end]
+        return typ, req_id, tx_id, payload
