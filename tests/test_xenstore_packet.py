@@ -11,7 +11,7 @@ import pytest
 
 from xe_oneshot.xenstore import InvalidArgument, ProtocolError, XenStoreError
 from xe_oneshot.xenstore.packet import (PAYLOAD_MAX, Op, Reassembler, decode_header, encode,
-                                        write_payload)
+                                        path_payload, write_payload)
 
 
 def u32(n):
@@ -142,3 +142,11 @@ def test_write_payload_refuses_a_bad_path(path):
         write_payload(path, "v")
     assert err.value.errno == errno.EINVAL
     assert isinstance(err.value, ValueError) and isinstance(err.value, XenStoreError)
+
+
+def test_path_payload_is_path_nul_then_the_rest():
+    assert path_payload("data/os") == b"data/os\0"
+    assert path_payload("/a", "watch", b"tok\0") == b"/a\0tok\0"
+    with pytest.raises(InvalidArgument) as err:
+        path_payload("a//b", "read")
+    assert err.value.op == "read" and err.value.errno == errno.EINVAL

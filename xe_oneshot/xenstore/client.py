@@ -201,9 +201,8 @@ class Client:
 
     def _path_request(self, op: int, path: str, tx: int, extra: bytes = b"",
                       limit: int = PAYLOAD_MAX) -> bytes:
-        name = OP_NAMES[op]
-        raw = packet.check_path(path, name)
-        return self._request(op, raw + b"\0" + extra, tx, path, limit)
+        return self._request(op, packet.path_payload(path, OP_NAMES[op], extra), tx, path,
+                             limit)
 
     # -- operations --------------------------------------------------------------
 
@@ -292,7 +291,7 @@ class Client:
 
     @staticmethod
     def _path_payloads(paths: "List[str]", name: str) -> "List[bytes]":
-        return [packet.check_path(path, name) + b"\0" for path in paths]
+        return [packet.path_payload(path, name) for path in paths]
 
     def _directory_part(self, path: str, tx: int) -> "List[str]":
         """DIRECTORY_PART: ``path\\0offset\\0`` → ``gen\\0names...\\0\\0``; restarts when
@@ -349,8 +348,9 @@ class Client:
         self._watch_request(Op.UNWATCH, path, token)
 
     def _watch_request(self, op: int, path: str, token: str) -> None:
-        raw = packet.check_path(path, OP_NAMES[op])
-        self._request(op, raw + b"\0" + token.encode("utf-8") + b"\0", 0, path)
+        name = OP_NAMES[op]
+        self._request(op, packet.path_payload(path, name, token.encode("utf-8") + b"\0"), 0,
+                      path)
 
     def wait_event(self, timeout: "Optional[float]" = None) -> "Tuple[str, str]":
         """The next watch event as (path, token); Timeout (ETIMEDOUT) after ``timeout``

@@ -83,19 +83,26 @@ def check_path(path: str, op: str = "") -> bytes:
     return raw
 
 
+def path_payload(path: str, op: str = "", extra: bytes = b"") -> bytes:
+    """A request's payload ``path\\0`` then ``extra`` (READ ``data/os\\0``, WATCH
+    ``data\\0token\\0``); InvalidArgument (EINVAL) for a bad path, see :func:`check_path`."""
+    return check_path(path, op) + b"\0" + extra
+
+
 def write_payload(path: str, value: "object") -> bytes:
     """WRITE's payload ``path\\0value`` (no trailing NUL): ``value`` is str (as UTF-8) or
     bytes. InvalidArgument: EINVAL for a bad path, E2BIG when it does not fit a message."""
-    import errno
-    raw = check_path(path, "write")
+    head = path_payload(path, "write")
     data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore
-    if len(raw) + 1 + len(data) > PAYLOAD_MAX:
+    if len(head) + len(data) > PAYLOAD_MAX:
+        import errno
         raise InvalidArgument(errno.E2BIG, path, "write",
                               detail="value of %d bytes does not fit a message" % len(data))
-    return raw + b"\0" + data
+    return head + data
 
 
-def decode_header(data: "Union[bytes, bytearray]", limit: int = PAYLOAD_MAX) -> "Tuple[int, int, int, int]":
+def decode_header(data: "Union[bytes, bytearray]",
+                  limit: int = PAYLOAD_MAX) -> "Tuple[int, int, int, int]":
     """``(type, req_id, tx_id, len)`` from the first 16 bytes of ``data``, e.g.
     ``02000000 07000000 00000000 03000000`` → ``(2, 7, 0, 3)``. ProtocolError (EPROTO)
     when ``len`` exceeds ``limit``: known from the header alone, before the payload."""
