@@ -488,6 +488,18 @@ def test_no_reply_times_out(proxy, base):
         assert c.closed   # a late reply must not be taken for the next request's
 
 
+def test_a_watch_request_without_reply_times_out_and_closes(proxy, base):
+    """WATCH's reply is a reply like any other: after its timeout the connection is closed
+    (a late reply must not be taken for the next request's). Only wait_event's timeout,
+    which awaits no reply, leaves the connection open."""
+    proxy.rules.append(Rule(op="watch", action="swallow"))
+    with Client.open(timeout=0.3, env=proxy.env()) as c:
+        with pytest.raises(Timeout) as err:
+            c.watch(base, "tok")
+        assert err.value.op == "watch" and err.value.path == base
+        assert c.closed
+
+
 # -- big directories -------------------------------------------------------------------
 
 

@@ -90,10 +90,11 @@ class Client:
         self.close()
         return err
 
-    def _receive(self, deadline: "Optional[float]", what: str,
-                 limit: int = PAYLOAD_MAX) -> "Tuple[int, int, int, bytes]":
+    def _receive(self, deadline: "Optional[float]", what: str, limit: int = PAYLOAD_MAX,
+                 reply_due: bool = True) -> "Tuple[int, int, int, bytes]":
         """One whole message (type, req_id, tx_id, payload), reassembled from pieces.
-        A payload over ``limit`` bytes is a protocol error. Errors name the connection."""
+        A payload over ``limit`` bytes is a protocol error. Errors name the connection.
+        A timeout closes the connection when a reply is due (or half a message came)."""
         while True:
             if self._transport is None:
                 raise ConnectionLost(errno.ECONNRESET, self.path, what,
@@ -106,7 +107,7 @@ class Client:
                 self._incoming.feed(self._transport.recv(
                     remaining if remaining is None or remaining > 0 else 0))
             except Timeout as err:
-                if self._incoming.partial or what != "watch":
+                if self._incoming.partial or reply_due:
                     # A request is outstanding (or half a message came): a late reply
                     # would be taken for the next one's.
                     self.close()
@@ -359,7 +360,7 @@ class Client:
             return self._events.pop(0)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            typ, req_id, _tx, payload = self._receive(deadline, "watch")
+            typ, req_id, _tx, payload = self._receive(deadline, "watch", reply_due=False)
             if typ == Op.WATCH_EVENT:
                 return _parse_event(payload)
             raise self._broken(ProtocolError(
