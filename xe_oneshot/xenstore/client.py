@@ -269,8 +269,8 @@ class Client:
         """The children of each of ``paths`` (None where absent), pipelined; a listing
         too long for one message is fetched again the way :meth:`directory` does."""
         replies, errors = self._exchange(Op.DIRECTORY, paths,
-                                     self._path_payloads(paths, "directory"), tx,
-                                     _DIRECTORY_MAX)
+                                         self._path_payloads(paths, "directory"), tx,
+                                         _DIRECTORY_MAX)
         _raise_first(errors, ignore=(errno.ENOENT, errno.E2BIG))
         return [self.directory(path, tx) if n in errors and errors[n].errno == errno.E2BIG
                 else None if reply is None else _split_strings(reply)
@@ -359,14 +359,13 @@ class Client:
         if self._events:
             return self._events.pop(0)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            typ, req_id, _tx, payload = self._receive(deadline, "watch", reply_due=False)
-            if typ == Op.WATCH_EVENT:
-                return _parse_event(payload)
-            raise self._broken(ProtocolError(
-                errno.EPROTO, None, "watch",
-                detail="unexpected %s (req_id %d) while waiting for a watch event"
-                % (OP_NAMES.get(typ, typ), req_id)))
+        typ, req_id, _tx, payload = self._receive(deadline, "watch", reply_due=False)
+        if typ == Op.WATCH_EVENT:
+            return _parse_event(payload)
+        raise self._broken(ProtocolError(
+            errno.EPROTO, None, "watch",
+            detail="unexpected %s (req_id %d) while waiting for a watch event"
+            % (OP_NAMES.get(typ, typ), req_id)))
 
     # -- transactions ------------------------------------------------------------
 
