@@ -121,8 +121,9 @@ class Client:
     def _send(self, op: int, payload: bytes, tx: int, path: "object", name: str) -> int:
         """Send one request; its req_id. A failed send closes the connection."""
         self._req_id = (self._req_id + 1) & 0xFFFFFFFF
-        message = packet.encode(op, self._req_id, tx, payload or b"\0")  # oxenstored
-        if self._transport is None:                  # waits for more after an empty one
+        # at least a NUL: oxenstored waits for more bytes after an empty payload
+        message = packet.encode(op, self._req_id, tx, payload or b"\0")
+        if self._transport is None:
             raise ConnectionLost(errno.ECONNRESET, path, name,
                                  detail="connection to xenstored is closed")
         try:
