@@ -161,10 +161,10 @@ class Client:
         deadline: "Optional[float]" = None
         while sent < len(paths) or pending:
             if sent < len(paths) and len(pending) < window:
-                pending[self._send(op, payloads[sent], tx, paths[sent], name)] = sent
-                sent += 1
+                while sent < len(paths) and len(pending) < window:
+                    pending[self._send(op, payloads[sent], tx, paths[sent], name)] = sent
+                    sent += 1
                 deadline = None if self.timeout is None else time.monotonic() + self.timeout
-                continue
             try:
                 typ, req_id, _tx, reply = self._receive(deadline, name, limit)
                 index = self._route(typ, req_id, reply, op, pending)
