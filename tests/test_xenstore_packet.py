@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from xe_oneshot.xenstore import InvalidArgument, ProtocolError, XenStoreError
-from xe_oneshot.xenstore.packet import (PAYLOAD_MAX, Op, Reassembler, decode_header, encode,
-                                        path_payload, write_payload)
+from xe_oneshot.xenstore.packet import (PAYLOAD_MAX, Op, decode_header, encode, path_payload,
+                                        take_message, write_payload)
 
 
 def u32(n):
@@ -59,61 +59,55 @@ def test_encode_lays_out_the_header_then_the_payload():
 
 
 def test_nothing_until_a_message_is_whole():
-    r = Reassembler()
-    assert r.message() is None and not r.partial
-    r.feed(READ_REPLY[:15])                      # not even a header
-    assert r.message() is None and r.partial
-    r.feed(READ_REPLY[15:-1])                    # header, payload short of one byte
-    assert r.message() is None and r.partial
-    r.feed(READ_REPLY[-1:])
-    assert r.message() == (Op.READ, 7, 0, b"debian")
-    assert r.message() is None and not r.partial
+    buf = bytearray()
+    assert take_message(buf) is None and not buf
+    buf += READ_REPLY[:15]                       # not even a header
+    assert take_message(buf) is None and buf == READ_REPLY[:15]
+    buf += READ_REPLY[15:-1]                     # header, payload short of one byte
+    assert take_message(buf) is None and buf == READ_REPLY[:-1]
+    buf += READ_REPLY[-1:]
+    assert take_message(buf) == (Op.READ, 7, 0, b"debian")
+    assert take_message(buf) is None and not buf
 
 
 def test_messages_fed_one_byte_at_a_time_come_out_whole_and_in_order():
     """As the xenbus device (or the fault proxy's ``split = 1``) may deliver them."""
     stream = READ_REPLY + EVENT + ERROR + wire(Op.TRANSACTION_START, 9, 0, b"")
-    r = Reassembler()
+    buf = bytearray()
     out = []
     for i in range(len(stream)):
-        r.feed(stream[i:i + 1])
-        message = r.message()
+        buf += stream[i:i + 1]
+        message = take_message(buf)
         if message is not None:
             out.append(message)
-            assert r.message() is None       # never two from one byte
+            assert take_message(buf) is None     # never two from one byte
     assert out == [(Op.READ, 7, 0, b"debian"), (Op.WATCH_EVENT, 0, 0, b"data/x\0tok\0"),
                    (Op.ERROR, 8, 3, b"ENOENT\0"), (Op.TRANSACTION_START, 9, 0, b"")]
-    assert not r.partial
+    assert not buf
 
 
 def test_several_messages_in_one_piece_and_a_piece_across_two():
-    r = Reassembler()
-    r.feed(READ_REPLY + EVENT + ERROR[:20])
-    assert r.message() == (Op.READ, 7, 0, b"debian")
-    assert r.message() == (Op.WATCH_EVENT, 0, 0, b"data/x\0tok\0")
-    assert r.message() is None and r.partial
-    r.feed(ERROR[20:])
-    assert r.message() == (Op.ERROR, 8, 3, b"ENOENT\0")
+    buf = bytearray(READ_REPLY + EVENT + ERROR[:20])
+    assert take_message(buf) == (Op.READ, 7, 0, b"debian")
+    assert take_message(buf) == (Op.WATCH_EVENT, 0, 0, b"data/x\0tok\0")
+    assert take_message(buf) is None and buf == ERROR[:20]
+    buf += ERROR[20:]
+    assert take_message(buf) == (Op.ERROR, 8, 3, b"ENOENT\0")
 
 
 def test_an_oversized_header_is_refused_before_its_payload_arrives():
     """A 16 MiB announcement must not make the client wait for (or buffer) 16 MiB."""
-    r = Reassembler()
-    r.feed(wire(Op.READ, 1, 0, b"", length=PAYLOAD_MAX + 1))
+    buf = bytearray(wire(Op.READ, 1, 0, b"", length=PAYLOAD_MAX + 1))
     with pytest.raises(ProtocolError) as err:
-        r.message()
+        take_message(buf)
     assert err.value.errno == errno.EPROTO
 
 
 def test_the_limit_is_the_callers():
     big = wire(Op.DIRECTORY, 2, 0, b"n\0" * 3000)
-    r = Reassembler()
-    r.feed(big)
     with pytest.raises(ProtocolError):
-        r.message()
-    r = Reassembler()
-    r.feed(big)
-    assert r.message(limit=1 << 20) == (Op.DIRECTORY, 2, 0, b"n\0" * 3000)
+        take_message(bytearray(big))
+    assert take_message(bytearray(big), limit=1 << 20) == (Op.DIRECTORY, 2, 0, b"n\0" * 3000)
 
 
 # -- request payloads ------------------------------------------------------------------

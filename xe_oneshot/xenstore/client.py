@@ -54,7 +54,7 @@ class Client:
         self.path = transport.path
         self.timeout = timeout
         self._req_id = 0
-        self._incoming = packet.Reassembler()
+        self._incoming = bytearray()  # bytes read, not yet a whole message
         self._events = []  # type: List[Tuple[str, str]]
 
     # -- connection ------------------------------------------------------------
@@ -100,14 +100,14 @@ class Client:
                 raise ConnectionLost(errno.ECONNRESET, self.path, what,
                                      detail="connection to xenstored is closed")
             try:
-                message = self._incoming.message(limit)
+                message = packet.take_message(self._incoming, limit)
                 if message is not None:
                     return message
                 remaining = None if deadline is None else deadline - time.monotonic()
-                self._incoming.feed(self._transport.recv(
-                    remaining if remaining is None or remaining > 0 else 0))
+                self._incoming += self._transport.recv(
+                    remaining if remaining is None or remaining > 0 else 0)
             except Timeout as err:
-                if self._incoming.partial or reply_due:
+                if self._incoming or reply_due:
                     # A request is outstanding (or half a message came): a late reply
                     # would be taken for the next one's.
                     self.close()

@@ -1,6 +1,7 @@
 """XenStore wire format: a header of four native uint32 (type, req_id, tx_id, len), then
 ``len`` ≤ 4096 payload bytes (xen/io/xs_wire.h). Encoding requests and their payloads,
-decoding and checking headers, reassembling replies from the pieces a transport reads."""
+decoding and checking headers, reassembling replies from the pieces a transport reads
+(:func:`take_message`)."""
 
 import struct
 
@@ -114,33 +115,18 @@ def decode_header(data: "Union[bytes, bytearray]",
     return typ, req_id, tx_id, length
 
 
-class Reassembler:
-    """Whole messages out of the pieces a stream delivers (the xenbus device hands a reply
-    back in pieces; a socket may split one too): :meth:`feed` bytes, then take each
-    :meth:`message` until it returns None."""
-
-    __slots__ = ("_buf",)
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    @property
-    def partial(self) -> bool:
-        """True when bytes of a message not yet whole are held."""
-        return bool(self._buf)
-
-    def message(self, limit: int = PAYLOAD_MAX) -> "Optional[Tuple[int, int, int, bytes]]":
-        """The next whole message ``(type, req_id, tx_id, payload)``, or None until more
-        bytes come. ProtocolError once a header announces more than ``limit`` bytes."""
-        if len(self._buf) < HEADER.size:
-            return None
-        typ, req_id, tx_id, length = decode_header(self._buf, limit)
-        end = HEADER.size + length
-        if len(self._buf) < end:
-            return None
-        payload = bytes(self._buf[HEADER.size:end])
-        del self._buf[:end]
-        return typ, req_id, tx_id, payload
+def take_message(buf: bytearray,
+                 limit: int = PAYLOAD_MAX) -> "Optional[Tuple[int, int, int, bytes]]":
+    """Reassembly: the first whole message ``(type, req_id, tx_id, payload)`` in ``buf``
+    (the bytes read so far: the xenbus device hands a reply back in pieces, a socket may
+    split one too), removed from it; None until more bytes come. ProtocolError once a
+    header announces more than ``limit`` bytes."""
+    if len(buf) < HEADER.size:
+        return None
+    typ, req_id, tx_id, length = decode_header(buf, limit)
+    end = HEADER.size + length
+    if len(buf) < end:
+        return None
+    payload = bytes(buf[HEADER.size:end])
+    del buf[:end]
+    return typ, req_id, tx_id, payload
