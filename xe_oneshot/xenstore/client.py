@@ -100,7 +100,7 @@ class Client:
                 raise ConnectionLost(errno.ECONNRESET, self.path, what,
                                      detail="connection to xenstored is closed")
             try:
-                message = packet.take_message(self._incoming, limit)
+                message = packet.take_message(self._incoming, limit) if self._incoming else None
                 if message is not None:
                     return message
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -152,7 +152,7 @@ class Client:
         answered; a broken stream (lost connection, timeout, an unexpected reply)
         closes the connection and raises at once, naming the request when there is
         one, the connection otherwise. The deadline restarts with each reply."""
-        name = OP_NAMES.get(op, str(op))
+        name = OP_NAMES.get(op) or str(op)
         window = 1 if self._transport is None else self._transport.max_in_flight
         replies: "List[Optional[bytes]]" = [None] * len(paths)
         errors: "Dict[int, XenStoreError]" = {}
@@ -179,7 +179,8 @@ class Client:
                                           paths[index], name)
             else:
                 replies[index] = reply
-            deadline = None if self.timeout is None else time.monotonic() + self.timeout
+            if pending:
+                deadline = None if self.timeout is None else time.monotonic() + self.timeout
         return replies, errors
 
     def _route(self, typ: int, req_id: int, reply: bytes, op: int,
