@@ -190,6 +190,51 @@ def test_xenstored_path_is_used_without_fallback(tmp_path):
     assert missing in str(err.value)
 
 
+def test_connect_names_why_an_existing_endpoint_failed(tmp_path):
+    """A socket path that is not a socket and a device path that is a directory: each
+    is named with its reason; a missing one by its path alone."""
+    from xe_oneshot.xenstore.transport import connect
+    (tmp_path / "plain").write_text("")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(NoXenStore) as err:
+        connect(env={}, socket_path=str(tmp_path / "plain"),
+                device_paths=[str(tmp_path / "dir"), str(tmp_path / "gone")])
+    message = str(err.value)
+    assert "%s (Connection refused)" % (tmp_path / "plain") in message
+    assert "%s (Is a directory)" % (tmp_path / "dir") in message
+    assert message.endswith(", %s)" % (tmp_path / "gone"))       # missing: no reason
+    assert err.value.errno == errno.ENOENT and err.value.op == "open"
+
+
+def test_connect_a_device_that_may_not_be_opened_says_run_as_root(tmp_path):
+    """EACCES on the device is not "no XenStore" (exit 3) but a failure naming it. Run
+    in a forked child that dropped root (root opens any file)."""
+    from xe_oneshot.xenstore.transport import connect
+    device = tmp_path / "xenbus"
+    device.write_text("")
+    device.chmod(0o600)
+    tmp_path.chmod(0o755)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                       # the child: report, never return
+        try:
+            os.setuid(65534)
+            try:
+                connect(env={}, socket_path=str(tmp_path / "none"), device_paths=[str(device)])
+                result = "connected"
+            except XenStoreError as err:
+                result = "%s %d %s" % (type(err).__name__, err.errno, err)
+            os.write(write_end, result.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        result = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert result == "XenStoreError %d xenstore open %s: EACCES (cannot open %s: Permission " \
+        "denied (run as root))" % (errno.EACCES, device, device)
+
+
 def test_default_socket_path_used_when_present(xenstored):
     with Client.open(env={}, socket_path=str(xenstored.socket), device_paths=()) as c:
         assert c.path == str(xenstored.socket)
@@ -443,6 +488,18 @@ def test_no_reply_times_out(xsd_proxy, base):
         assert c.closed   # a late reply must not be taken for the next request's
 
 
+def test_a_watch_request_without_reply_times_out_and_closes(xsd_proxy, base):
+    """WATCH's reply is a reply like any other: after its timeout the connection is closed
+    (a late reply must not be taken for the next request's). Only wait_event's timeout,
+    which awaits no reply, leaves the connection open."""
+    xsd_proxy.rules.append(Rule(op="watch", action="swallow"))
+    with Client.open(timeout=0.3, env=xsd_proxy.env()) as c:
+        with pytest.raises(Timeout) as err:
+            c.watch(base, "tok")
+        assert err.value.op == "watch" and err.value.path == base
+        assert c.closed
+
+
 # -- big directories -------------------------------------------------------------------
 
 
@@ -596,3 +653,21 @@ def test_write_many_checks_everything_before_sending(pxs, xsd_proxy, base):
     with pytest.raises(InvalidArgument):
         pxs.rm_many([base + "/ok", base + "//bad"])
     assert xsd_proxy.counts["write"] == xsd_proxy.counts["rm"] == 0
+
+
+def test_watch_events_during_a_pipelined_batch_are_queued_apart(pxs, xsd_proxy, xenstored, base):
+    """Events interleaved with a batch's replies (in one-byte pieces) are neither taken
+    for a reply nor lost: wait_event hands them out afterwards, in order."""
+    for n in range(20):
+        xenstored.write("%s/k%02d" % (base, n), str(n))
+    pxs.watch(base, "t")
+    xsd_proxy.split = 1
+    paths = ["%s/k%02d" % (base, n) for n in range(20)]
+    assert pxs.read_many(paths) == [str(n).encode() for n in range(20)]
+    xenstored.write(base + "/k05", "new")          # another connection: one more event,
+    time.sleep(0.1)                                # in the stream before the next batch
+    assert pxs.read_many(paths)[4:7] == [b"4", b"new", b"6"]
+    assert pxs.wait_event(2) == (base, "t")        # the one sent when the watch was set
+    assert pxs.wait_event(2) == (base + "/k05", "t")
+    with pytest.raises(Timeout):
+        pxs.wait_event(0.2)

@@ -10,12 +10,13 @@ from .sections import XenStoreReader
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import List, Optional
+    from .xenstore import Client
 
 
 class ClientReader(XenStoreReader):
     """``XenStoreReader`` over a :class:`xe_oneshot.xenstore.Client`."""
 
-    def __init__(self, client):
+    def __init__(self, client: "Client") -> None:
         self.client = client
 
     def read(self, path: str) -> "Optional[str]":

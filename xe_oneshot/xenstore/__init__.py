@@ -6,8 +6,10 @@
         xs.write("data/os_distro", "debian")
         xs.transaction(lambda tx: xs.write("data/updated", "now", tx))
 
-Layers: :mod:`.transport` (Unix socket or xenbus device) → :mod:`.packet` (header,
-validation) → :mod:`.client` (operations); :mod:`.errors` holds the exceptions.
+Layers: :mod:`.transport` (finds and opens the Unix socket or the xenbus device, moves
+bytes) → :mod:`.packet` (payloads, headers and their checks, reassembly of replies) →
+:mod:`.client` (operations over one exchange path: requests sent, pipelined where the
+transport allows, replies routed by req_id); :mod:`.errors` holds the exceptions.
 """
 
 from .client import Client

@@ -1,19 +1,20 @@
-"""The XenStore client: operations over a transport, one request at a time.
+"""The XenStore client: operations over a transport.
 
-No router thread (a one-shot process needs none): each request waits for the reply with
-its req_id; watch events that arrive meanwhile are queued for :meth:`Client.wait_event`.
-A connection that timed out, dropped or answered out of turn is closed, never reused.
+No router thread (a one-shot process needs none): one exchange path (:meth:`Client._exchange`)
+sends requests, pipelined where the transport allows it, and routes each reply by its
+req_id; watch events that arrive meanwhile are queued for :meth:`Client.wait_event`. A
+single request is the exchange of one. A connection that timed out, dropped or answered
+out of turn is closed, never reused.
 """
 
 import errno
-import os
 import time
 
 from . import packet
-from .errors import (ConnectionLost, InvalidArgument, NoXenStore, ProtocolError,
-                     Timeout, XenStoreError, from_wire)
-from .packet import HEADER, OP_NAMES, PAYLOAD_MAX, Op
-from .transport import DEVICE_PATHS, SOCKET_PATH, DeviceTransport, SocketTransport, Transport
+from .errors import (ConnectionLost, InvalidArgument, ProtocolError, Timeout, XenStoreError,
+                     from_wire)
+from .packet import OP_NAMES, PAYLOAD_MAX, Op
+from .transport import DEVICE_PATHS, SOCKET_PATH, Transport, connect
 from ..text import is_decimal
 
 TYPE_CHECKING = False
@@ -38,20 +39,22 @@ def normal_perm(perm: str) -> "Optional[str]":
     if len(digits) > 5 or int(digits) >= DOMID_FIRST_RESERVED:
         return None
     return perm[0] + digits
-_DIRECTORY_MAX = 16 << 20
 
+
+#: DIRECTORY's reply may exceed PAYLOAD_MAX: oxenstored sends a long listing whole.
+_DIRECTORY_MAX = 16 << 20
 
 
 class Client:
     """A connection to xenstored. Use :meth:`open` (or pass a transport); a context
-    manager. Not thread-safe: one request at a time."""
+    manager. Not thread-safe: one caller at a time."""
 
     def __init__(self, transport: Transport, timeout: "Optional[float]" = 10.0):
         self._transport = transport  # type: Optional[Transport]
         self.path = transport.path
         self.timeout = timeout
         self._req_id = 0
-        self._buf = bytearray()
+        self._incoming = bytearray()  # bytes read, not yet a whole message
         self._events = []  # type: List[Tuple[str, str]]
 
     # -- connection ------------------------------------------------------------
@@ -60,38 +63,10 @@ class Client:
     def open(cls, timeout: float = 10.0, env: "Optional[Dict[str, str]]" = None,
              socket_path: str = SOCKET_PATH,
              device_paths: "Sequence[str]" = DEVICE_PATHS) -> "Client":
-        """Connect the way libxenstore does: ``XENSTORED_PATH`` (no fallback when set),
-        else ``/var/run/xenstored/socket`` if it exists, else ``/dev/xen/xenbus``, then
-        ``/proc/xen/xenbus``. Raises NoXenStore naming every path tried."""
-        environ = os.environ if env is None else env
-        tried = []  # type: List[str]
-        explicit = environ.get("XENSTORED_PATH")
-        if explicit:
-            try:
-                return cls(SocketTransport(explicit), timeout)
-            except OSError as err:
-                raise NoXenStore(err.errno or errno.ENOENT, explicit, "open",
-                                 detail="no XenStore: cannot connect to XENSTORED_PATH=%s (%s)"
-                                 % (explicit, err.strerror or err)) from None
-        if os.path.exists(socket_path):
-            try:
-                return cls(SocketTransport(socket_path), timeout)
-            except OSError as err:
-                tried.append("%s (%s)" % (socket_path, err.strerror or err))
-        else:
-            tried.append(socket_path)
-        for dev in device_paths:
-            try:
-                return cls(DeviceTransport(dev), timeout)
-            except OSError as err:
-                if err.errno in (errno.EACCES, errno.EPERM):
-                    raise XenStoreError(err.errno, dev, "open",
-                                        detail="cannot open %s: %s (run as root)"
-                                        % (dev, err.strerror)) from None
-                tried.append(dev if err.errno == errno.ENOENT
-                             else "%s (%s)" % (dev, err.strerror or err))
-        raise NoXenStore(errno.ENOENT, None, "open",
-                         detail="no XenStore (not a Xen guest?); tried " + ", ".join(tried))
+        """Connect the way libxenstore does (:func:`.transport.connect`: ``XENSTORED_PATH``,
+        else the socket, else the xenbus device). Raises NoXenStore naming every path
+        tried."""
+        return cls(connect(env, socket_path, device_paths), timeout)
 
     def close(self) -> None:
         transport, self._transport = self._transport, None
@@ -115,49 +90,39 @@ class Client:
         self.close()
         return err
 
-    def _recv_message(self, deadline: "Optional[float]", what: str,
-                      limit: int = PAYLOAD_MAX) -> "Tuple[int, int, int, bytes]":
+    def _receive(self, deadline: "Optional[float]", what: str, limit: int = PAYLOAD_MAX,
+                 reply_due: bool = True) -> "Tuple[int, int, int, bytes]":
         """One whole message (type, req_id, tx_id, payload), reassembled from pieces.
-        A payload over ``limit`` bytes is a protocol error."""
-        if self._transport is None:
-            raise ConnectionLost(errno.ECONNRESET, self.path, what,
-                                 detail="connection to xenstored is closed")
-        need = HEADER.size
+        A payload over ``limit`` bytes is a protocol error. Errors name the connection.
+        A timeout closes the connection when a reply is due (or half a message came)."""
         while True:
-            if len(self._buf) >= HEADER.size:
-                typ, req_id, tx_id, length = HEADER.unpack_from(self._buf)
-                if length > limit:
-                    raise self._broken(ProtocolError(
-                        errno.EPROTO, self.path, what,
-                        detail="reply of %d bytes exceeds %d" % (length, limit)))
-                need = HEADER.size + length
-                if len(self._buf) >= need:
-                    payload = bytes(self._buf[HEADER.size:need])
-                    del self._buf[:need]
-                    return typ, req_id, tx_id, payload
-            remaining = None if deadline is None else deadline - time.monotonic()
+            if self._transport is None:
+                raise ConnectionLost(errno.ECONNRESET, self.path, what,
+                                     detail="connection to xenstored is closed")
             try:
-                self._buf += self._transport.recv(
+                message = packet.take_message(self._incoming, limit) if self._incoming else None
+                if message is not None:
+                    return message
+                remaining = None if deadline is None else deadline - time.monotonic()
+                self._incoming += self._transport.recv(
                     remaining if remaining is None or remaining > 0 else 0)
             except Timeout as err:
-                if self._buf or what != "watch":
+                if self._incoming or reply_due:
                     # A request is outstanding (or half a message came): a late reply
                     # would be taken for the next one's.
                     self.close()
                 err.op = what
                 raise
-            except ConnectionLost as err:
+            except (ConnectionLost, ProtocolError) as err:
                 self.close()
-                err.op = what
+                err.path, err.op = self.path, what
                 raise
 
-    def _request(self, op: int, payload: bytes, tx: int = 0, path: "object" = None,
-                 limit: int = PAYLOAD_MAX) -> bytes:
-        name = OP_NAMES.get(op, str(op))
-        if not payload:
-            payload = b"\0"  # oxenstored waits for more bytes after an empty payload
+    def _send(self, op: int, payload: bytes, tx: int, path: "object", name: str) -> int:
+        """Send one request; its req_id. A failed send closes the connection."""
         self._req_id = (self._req_id + 1) & 0xFFFFFFFF
-        message = packet.encode(op, self._req_id, tx, payload)
+        # at least a NUL: oxenstored waits for more bytes after an empty payload
+        message = packet.encode(op, self._req_id, tx, payload or b"\0")
         if self._transport is None:
             raise ConnectionLost(errno.ECONNRESET, path, name,
                                  detail="connection to xenstored is closed")
@@ -167,30 +132,80 @@ class Client:
             self.close()
             err.path, err.op = path, name
             raise
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        while True:
+        return self._req_id
+
+    def _request(self, op: int, payload: bytes, tx: int = 0, path: "object" = None,
+                 limit: int = PAYLOAD_MAX) -> bytes:
+        """One request's reply payload; its ERROR reply raised as XenStoreError."""
+        replies, errors = self._exchange(op, [path], [payload], tx, limit)
+        if errors:
+            raise errors[0]
+        return replies[0] or b""
+
+    def _exchange(self, op: int, paths: "Sequence[object]", payloads: "List[bytes]",
+                  tx: int, limit: int = PAYLOAD_MAX
+                  ) -> "Tuple[List[Optional[bytes]], Dict[int, XenStoreError]]":
+        """Requests of one kind, up to the transport's ``max_in_flight`` outstanding
+        (a socket 64; the xenbus device one, see there), replies routed by req_id and
+        watch events queued apart: ``(replies, {index: XenStoreError})``. Every reply
+        is read before this returns, so the stream stays in step whatever the daemon
+        answered; a broken stream (lost connection, timeout, an unexpected reply)
+        closes the connection and raises at once, naming the request when there is
+        one, the connection otherwise. The deadline restarts with each reply."""
+        name = OP_NAMES.get(op) or str(op)
+        window = 1 if self._transport is None else self._transport.max_in_flight
+        replies: "List[Optional[bytes]]" = [None] * len(paths)
+        errors: "Dict[int, XenStoreError]" = {}
+        pending: "Dict[int, int]" = {}     # req_id -> index
+        sent = 0
+        deadline: "Optional[float]" = None
+        while sent < len(paths) or pending:
+            if sent < len(paths) and len(pending) < window:
+                while sent < len(paths) and len(pending) < window:
+                    pending[self._send(op, payloads[sent], tx, paths[sent], name)] = sent
+                    sent += 1
+                deadline = None if self.timeout is None else time.monotonic() + self.timeout
             try:
-                typ, req_id, _tx, reply = self._recv_message(deadline, name, limit)
+                typ, req_id, _tx, reply = self._receive(deadline, name, limit)
+                index = self._route(typ, req_id, reply, op, pending)
             except XenStoreError as err:
-                err.path = path
+                if len(paths) == 1:
+                    err.path = paths[0]
                 raise
-            if typ == Op.WATCH_EVENT:
-                self._events.append(_parse_event(reply))
-                continue
-            if req_id != self._req_id or typ not in (op, Op.ERROR):
-                raise self._broken(ProtocolError(
-                    errno.EPROTO, path, name,
-                    detail="unexpected reply: type %s req_id %d (expected %s req_id %d)"
-                    % (OP_NAMES.get(typ, typ), req_id, name, self._req_id)))
+            if index is None:
+                continue                              # a watch event
             if typ == Op.ERROR:
-                raise from_wire(reply.rstrip(b"\0").decode("ascii", "replace"), path, name)
-            return reply
+                errors[index] = from_wire(reply.rstrip(b"\0").decode("ascii", "replace"),
+                                          paths[index], name)
+            else:
+                replies[index] = reply
+            if pending:
+                deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        return replies, errors
+
+    def _route(self, typ: int, req_id: int, reply: bytes, op: int,
+               pending: "Dict[int, int]") -> "Optional[int]":
+        """The index of the request ``reply`` answers (None for a watch event, which is
+        queued for :meth:`wait_event`); ProtocolError for a reply to no pending ``op``."""
+        if typ == Op.WATCH_EVENT:
+            self._events.append(_parse_event(reply))
+            return None
+        index = pending.get(req_id)
+        if index is not None and typ in (op, Op.ERROR):
+            del pending[req_id]
+            return index
+        name = OP_NAMES.get(op, str(op))
+        expected = ("%s req_id %d" % (name, next(iter(pending))) if len(pending) == 1
+                    else "%s, %d in flight" % (name, len(pending)))
+        raise self._broken(ProtocolError(
+            errno.EPROTO, self.path, name,
+            detail="unexpected reply: type %s req_id %d (expected %s)"
+            % (OP_NAMES.get(typ, typ), req_id, expected)))
 
     def _path_request(self, op: int, path: str, tx: int, extra: bytes = b"",
                       limit: int = PAYLOAD_MAX) -> bytes:
-        name = OP_NAMES[op]
-        raw = packet.check_path(path, name)
-        return self._request(op, raw + b"\0" + extra, tx, path, limit)
+        return self._request(op, packet.path_payload(path, OP_NAMES[op], extra), tx, path,
+                             limit)
 
     # -- operations --------------------------------------------------------------
 
@@ -214,12 +229,7 @@ class Client:
 
     def write(self, path: str, value: "object", tx: int = 0) -> None:
         """Set ``path`` to ``value`` (str as UTF-8, or bytes); creates missing parents."""
-        raw = packet.check_path(path, "write")
-        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore
-        if len(raw) + 1 + len(data) > PAYLOAD_MAX:
-            raise InvalidArgument(errno.E2BIG, path, "write",
-                                  detail="value of %d bytes does not fit a message" % len(data))
-        self._request(Op.WRITE, raw + b"\0" + data, tx, path)
+        self._request(Op.WRITE, packet.write_payload(path, value), tx, path)
 
     def mkdir(self, path: str, tx: int = 0) -> None:
         self._path_request(Op.MKDIR, path, tx)
@@ -253,16 +263,16 @@ class Client:
         transport allows it (a socket; not the xenbus device): a guest with hundreds of
         volumes needs thousands of reads, and a round trip costs more than the work. Any
         other error is raised (the first, once every reply is in)."""
-        results, errors = self._many(Op.READ, paths, self._path_payloads(paths, "read"), tx)
+        results, errors = self._exchange(Op.READ, paths, self._path_payloads(paths, "read"), tx)
         _raise_first(errors, ignore=(errno.ENOENT,))
         return results
 
     def directory_many(self, paths: "List[str]", tx: int = 0) -> "List[Optional[List[str]]]":
         """The children of each of ``paths`` (None where absent), pipelined; a listing
         too long for one message is fetched again the way :meth:`directory` does."""
-        replies, errors = self._many(Op.DIRECTORY, paths,
-                                     self._path_payloads(paths, "directory"), tx,
-                                     _DIRECTORY_MAX)
+        replies, errors = self._exchange(Op.DIRECTORY, paths,
+                                         self._path_payloads(paths, "directory"), tx,
+                                         _DIRECTORY_MAX)
         _raise_first(errors, ignore=(errno.ENOENT, errno.E2BIG))
         return [self.directory(path, tx) if n in errors and errors[n].errno == errno.E2BIG
                 else None if reply is None else _split_strings(reply)
@@ -273,72 +283,18 @@ class Client:
         """Write each ``(path, value)``, pipelined; returns the errors by path (the
         caller decides which matter: a guest may be refused one key, EACCES)."""
         paths = [path for path, _ in items]
-        payloads = []
-        for path, value in items:
-            raw = packet.check_path(path, "write")
-            data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore
-            if len(raw) + 1 + len(data) > PAYLOAD_MAX:
-                raise InvalidArgument(errno.E2BIG, path, "write",
-                                      detail="value of %d bytes does not fit a message"
-                                      % len(data))
-            payloads.append(raw + b"\0" + data)
-        _, errors = self._many(Op.WRITE, paths, payloads, tx)
+        payloads = [packet.write_payload(path, value) for path, value in items]
+        _, errors = self._exchange(Op.WRITE, paths, payloads, tx)
         return {paths[n]: err for n, err in sorted(errors.items())}
 
     def rm_many(self, paths: "List[str]", tx: int = 0) -> "Dict[str, XenStoreError]":
         """Remove each path's subtree, pipelined; returns the errors by path."""
-        _, errors = self._many(Op.RM, paths, self._path_payloads(paths, "rm"), tx)
+        _, errors = self._exchange(Op.RM, paths, self._path_payloads(paths, "rm"), tx)
         return {paths[n]: err for n, err in sorted(errors.items())}
 
     @staticmethod
     def _path_payloads(paths: "List[str]", name: str) -> "List[bytes]":
-        return [packet.check_path(path, name) + b"\0" for path in paths]
-
-    def _many(self, op: int, paths: "List[str]", payloads: "List[bytes]", tx: int,
-              limit: int = PAYLOAD_MAX, window: int = 64):
-        """Requests of one kind with up to ``window`` outstanding, replies matched by
-        req_id: ``(replies, {index: XenStoreError})``. Every reply is read before this
-        returns, so the stream stays in step whatever the daemon answered; a broken
-        stream (lost connection, timeout, an unexpected reply) raises at once. The
-        transport may allow fewer in flight (the xenbus device: one, see there)."""
-        name = OP_NAMES[op]
-        if self._transport is not None:
-            window = min(window, self._transport.max_in_flight)
-        results: list = [None] * len(paths)
-        errors: "Dict[int, XenStoreError]" = {}
-        pending: "Dict[int, int]" = {}
-        sent = 0
-        while sent < len(paths) or pending:
-            while sent < len(paths) and len(pending) < window:
-                self._req_id = (self._req_id + 1) & 0xFFFFFFFF
-                if self._transport is None:
-                    raise ConnectionLost(errno.ECONNRESET, paths[sent], name,
-                                         detail="connection to xenstored is closed")
-                try:
-                    self._transport.send(packet.encode(op, self._req_id, tx, payloads[sent]))
-                except XenStoreError as err:
-                    self.close()
-                    err.path, err.op = paths[sent], name
-                    raise
-                pending[self._req_id] = sent
-                sent += 1
-            deadline = None if self.timeout is None else time.monotonic() + self.timeout
-            typ, req_id, _tx, reply = self._recv_message(deadline, name, limit)
-            if typ == Op.WATCH_EVENT:
-                self._events.append(_parse_event(reply))
-                continue
-            index = pending.pop(req_id, None)
-            if index is None or typ not in (op, Op.ERROR):
-                raise self._broken(ProtocolError(
-                    errno.EPROTO, None, name,
-                    detail="unexpected reply: type %s req_id %d"
-                    % (OP_NAMES.get(typ, typ), req_id)))
-            if typ == Op.ERROR:
-                errors[index] = from_wire(reply.rstrip(b"\0").decode("ascii", "replace"),
-                                          paths[index], name)
-            else:
-                results[index] = reply
-        return results, errors
+        return [packet.path_payload(path, name) for path in paths]
 
     def _directory_part(self, path: str, tx: int) -> "List[str]":
         """DIRECTORY_PART: ``path\\0offset\\0`` → ``gen\\0names...\\0\\0``; restarts when
@@ -395,8 +351,9 @@ class Client:
         self._watch_request(Op.UNWATCH, path, token)
 
     def _watch_request(self, op: int, path: str, token: str) -> None:
-        raw = packet.check_path(path, OP_NAMES[op])
-        self._request(op, raw + b"\0" + token.encode("utf-8") + b"\0", 0, path)
+        name = OP_NAMES[op]
+        self._request(op, packet.path_payload(path, name, token.encode("utf-8") + b"\0"), 0,
+                      path)
 
     def wait_event(self, timeout: "Optional[float]" = None) -> "Tuple[str, str]":
         """The next watch event as (path, token); Timeout (ETIMEDOUT) after ``timeout``
@@ -404,14 +361,13 @@ class Client:
         if self._events:
             return self._events.pop(0)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            typ, req_id, _tx, payload = self._recv_message(deadline, "watch")
-            if typ == Op.WATCH_EVENT:
-                return _parse_event(payload)
-            raise self._broken(ProtocolError(
-                errno.EPROTO, None, "watch",
-                detail="unexpected %s (req_id %d) while waiting for a watch event"
-                % (OP_NAMES.get(typ, typ), req_id)))
+        typ, req_id, _tx, payload = self._receive(deadline, "watch", reply_due=False)
+        if typ == Op.WATCH_EVENT:
+            return _parse_event(payload)
+        raise self._broken(ProtocolError(
+            errno.EPROTO, None, "watch",
+            detail="unexpected %s (req_id %d) while waiting for a watch event"
+            % (OP_NAMES.get(typ, typ), req_id)))
 
     # -- transactions ------------------------------------------------------------
 

@@ -1,10 +1,16 @@
 """XenStore wire format: a header of four native uint32 (type, req_id, tx_id, len), then
-``len`` ≤ 4096 payload bytes (xen/io/xs_wire.h)."""
+``len`` ≤ 4096 payload bytes (xen/io/xs_wire.h). Encoding requests and their payloads,
+decoding and checking headers, reassembling replies from the pieces a transport reads
+(:func:`take_message`)."""
 
 import struct
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, ProtocolError
 from ..text import XS_PATH_BYTES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every udev event
+    from typing import Optional, Tuple, Union
 
 HEADER = struct.Struct("=IIII")
 PAYLOAD_MAX = 4096
@@ -76,3 +82,51 @@ def check_path(path: str, op: str = "") -> bytes:
     if len(raw) > limit:
         raise bad("%d bytes, over %d" % (len(raw), limit))
     return raw
+
+
+def path_payload(path: str, op: str = "", extra: bytes = b"") -> bytes:
+    """A request's payload ``path\\0`` then ``extra`` (READ ``data/os\\0``, WATCH
+    ``data\\0token\\0``); InvalidArgument (EINVAL) for a bad path, see :func:`check_path`."""
+    return check_path(path, op) + b"\0" + extra
+
+
+def write_payload(path: str, value: "object") -> bytes:
+    """WRITE's payload ``path\\0value`` (no trailing NUL): ``value`` is str (as UTF-8) or
+    bytes. InvalidArgument: EINVAL for a bad path, E2BIG when it does not fit a message."""
+    head = path_payload(path, "write")
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)  # type: ignore
+    if len(head) + len(data) > PAYLOAD_MAX:
+        import errno
+        raise InvalidArgument(errno.E2BIG, path, "write",
+                              detail="value of %d bytes does not fit a message" % len(data))
+    return head + data
+
+
+def decode_header(data: "Union[bytes, bytearray]",
+                  limit: int = PAYLOAD_MAX) -> "Tuple[int, int, int, int]":
+    """``(type, req_id, tx_id, len)`` from the first 16 bytes of ``data``, e.g.
+    ``02000000 07000000 00000000 03000000`` → ``(2, 7, 0, 3)``. ProtocolError (EPROTO)
+    when ``len`` exceeds ``limit``: known from the header alone, before the payload."""
+    typ, req_id, tx_id, length = HEADER.unpack_from(data)
+    if length > limit:
+        import errno
+        raise ProtocolError(errno.EPROTO, None, OP_NAMES.get(typ, str(typ)),
+                            detail="reply of %d bytes exceeds %d" % (length, limit))
+    return typ, req_id, tx_id, length
+
+
+def take_message(buf: bytearray,
+                 limit: int = PAYLOAD_MAX) -> "Optional[Tuple[int, int, int, bytes]]":
+    """Reassembly: the first whole message ``(type, req_id, tx_id, payload)`` in ``buf``
+    (the bytes read so far: the xenbus device hands a reply back in pieces, a socket may
+    split one too), removed from it; None until more bytes come. ProtocolError once a
+    header announces more than ``limit`` bytes."""
+    if len(buf) < HEADER.size:
+        return None
+    typ, req_id, tx_id, length = decode_header(buf, limit)
+    end = HEADER.size + length
+    if len(buf) < end:
+        return None
+    payload = bytes(buf[HEADER.size:end])
+    del buf[:end]
+    return typ, req_id, tx_id, payload

@@ -1,15 +1,15 @@
 """Byte transports to xenstored: a Unix socket (dom0 tools, tests) or the xenbus device
-(a guest's kernel relays the messages)."""
+(a guest's kernel relays the messages); :func:`connect` finds the one this host has."""
 
 import errno
 import os
 import select
 
-from .errors import ConnectionLost, InvalidArgument, Timeout, XenStoreError
+from .errors import ConnectionLost, InvalidArgument, NoXenStore, Timeout, XenStoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at import; this runs on every udev event
-    from typing import Optional
+    from typing import List, Mapping, Optional, Sequence
 
 SOCKET_PATH = "/var/run/xenstored/socket"
 DEVICE_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
@@ -143,3 +143,40 @@ class DeviceTransport(Transport):
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def connect(env: "Optional[Mapping[str, str]]" = None, socket_path: str = SOCKET_PATH,
+            device_paths: "Sequence[str]" = DEVICE_PATHS) -> Transport:
+    """The transport libxenstore would use: ``XENSTORED_PATH`` (no fallback when set),
+    else ``/var/run/xenstored/socket`` if it exists, else ``/dev/xen/xenbus``, then
+    ``/proc/xen/xenbus``. NoXenStore names every path tried; a device that exists but
+    may not be opened is a XenStoreError (EACCES, "run as root")."""
+    environ = os.environ if env is None else env
+    explicit = environ.get("XENSTORED_PATH")
+    if explicit:
+        try:
+            return SocketTransport(explicit)
+        except OSError as err:
+            raise NoXenStore(err.errno or errno.ENOENT, explicit, "open",
+                             detail="no XenStore: cannot connect to XENSTORED_PATH=%s (%s)"
+                             % (explicit, err.strerror or err)) from None
+    tried: "List[str]" = []
+    if os.path.exists(socket_path):
+        try:
+            return SocketTransport(socket_path)
+        except OSError as err:
+            tried.append("%s (%s)" % (socket_path, err.strerror or err))
+    else:
+        tried.append(socket_path)
+    for dev in device_paths:
+        try:
+            return DeviceTransport(dev)
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM):
+                raise XenStoreError(err.errno, dev, "open",
+                                    detail="cannot open %s: %s (run as root)"
+                                    % (dev, err.strerror)) from None
+            tried.append(dev if err.errno == errno.ENOENT
+                         else "%s (%s)" % (dev, err.strerror or err))
+    raise NoXenStore(errno.ENOENT, None, "open",
+                     detail="no XenStore (not a Xen guest?); tried " + ", ".join(tried))
