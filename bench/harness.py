@@ -38,8 +38,8 @@ LAUNCHER = """#!{python}{flags}
 import sys
 sys.path[:0] = {paths!r}
 sys.path.extend({site!r})
-from xe_oneshot.cli import main
-sys.exit(main())
+from {module} import {func}
+sys.exit({func}())
 """
 
 #: What ``pip`` / setuptools generate for a console_scripts entry point.
@@ -48,10 +48,10 @@ PIP_LAUNCHER = """#!{python}
 import re
 import sys
 sys.path[:0] = {paths!r}
-from xe_oneshot.cli import main
+from {module} import {func}
 if __name__ == '__main__':
     sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
-    sys.exit(main())
+    sys.exit({func}())
 """
 
 
@@ -152,11 +152,14 @@ class Interpreter:
         (self.dir / "bin").mkdir()
         self.launchers: Dict[str, List[str]] = {}
         template = template or CHECKOUT / "packaging" / "launcher.in"
+        # setup.cfg's entry point, as `make install` and pip write it (entry.py since 1.0)
+        module, func = ("xe_oneshot.entry", "xe_oneshot") \
+            if (package / "entry.py").exists() else ("xe_oneshot.cli", "main")
         if template.exists():
             installed = self.dir / "bin" / "xe-oneshot"
             installed.write_text(template.read_text().replace("@PYTHON@", path)
-                                 .replace("@NAME@", "xe-oneshot").replace("@MODULE@", "xe_oneshot.cli")
-                                 .replace("@FUNC@", "main"))
+                                 .replace("@NAME@", "xe-oneshot").replace("@MODULE@", module)
+                                 .replace("@FUNC@", func))
             installed.chmod(0o755)
             self.launchers["installed (packaging/launcher.in: -I)"] = [str(installed)]
         for name, flags, text, site in (
@@ -167,7 +170,7 @@ class Interpreter:
             script = self.dir / "bin" / ("xe-oneshot-" + (
                 "pip" if name.startswith("pip") else flags.strip() or "plain"))
             script.write_text(text.format(python=path, flags=flags, paths=[str(lib)],
-                                          site=site))
+                                          site=site, module=module, func=func))
             script.chmod(0o755)
             self.launchers[name] = [str(script)]
         self.launchers["python3 -m xe_oneshot"] = [path, "-m", "xe_oneshot"]

@@ -28,10 +28,23 @@ def exit_130_on_sigint() -> None:
 
 
 def xe_oneshot() -> int:
-    """``xe-oneshot``."""
+    """``xe-oneshot``.
+
+    The cyclic garbage collector is off for the run: a run lives some 20 ms and makes
+    almost no cycles (reference counting frees the rest), while the collections its
+    imports' allocations set off cost about 1 ms of every run (measured: BENCHMARKS.md,
+    "Before and after the house redesign"). ``xenstore watch``, which can run for
+    days, keeps it."""
     exit_130_on_sigint()
-    from .cli import main
-    return main()
+    import gc   # builtin: no cost
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        from .cli import main
+        return main()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def xenstore() -> int:

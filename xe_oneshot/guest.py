@@ -34,7 +34,7 @@ from .records import record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import Dict, List, Optional, Tuple
 
 #: Errors that mean "not there (any more)": read as absent.
 VANISHED = frozenset((errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR, errno.ELOOP))
@@ -99,15 +99,38 @@ class Root:
     def _host(self, guest: bytes, follow: bool) -> bytes:
         return os.path.join(os.fsencode(self.base), self._resolve(guest, follow).lstrip(b"/"))
 
+    def __post_init__(self) -> None:
+        # The directories already resolved (guest path -> (resolved parts, missing, links
+        # followed)): a run reads many files under the same few directories.
+        object.__setattr__(self, "_resolved", {})
+
     def _resolve(self, guest: bytes, follow: bool) -> bytes:
         """:meth:`resolve` on bytes; the last component is left as it is unless
         ``follow``. After a missing component the rest is only joined, up to a ``..``:
         nothing under a missing directory can be a link."""
+        parts = [part for part in guest.split(b"/") if part]
+        cache: "Dict[bytes, Tuple[List[bytes], bool, int]]" = getattr(self, "_resolved")
+        start, done, missing, followed = 0, [], False, 0   # type: int, List[bytes], bool, int
+        for k in range(len(parts) - 1, 0, -1):        # the longest directory resolved
+            hit = cache.get(b"/".join(parts[:k]))
+            if hit is not None:
+                start, done, missing, followed = k, list(hit[0]), hit[1], hit[2]
+                break
+        for k in range(start, len(parts)):
+            last = k == len(parts) - 1
+            missing, followed = self._step(parts[k], done, missing, followed,
+                                           follow or not last)
+            if not last:
+                cache[b"/".join(parts[:k + 1])] = (list(done), missing, followed)
+        return b"/" + b"/".join(done)
+
+    def _step(self, part: bytes, done: "List[bytes]", missing: bool, followed: int,
+              follow: bool) -> "Tuple[bool, int]":
+        """Resolve one component of a path onto ``done`` (the resolved parts so far),
+        following it if it is a link (and ``follow``) to the end of its target;
+        returns the new ``missing`` and ``followed``. Raises OSError(ELOOP)."""
         base = os.fsencode(self.base)
-        todo = [part for part in reversed(guest.split(b"/")) if part]
-        done: List[bytes] = []
-        followed = 0
-        missing = False
+        todo = [part]
         while todo:
             part = todo.pop()
             if part == b".":
@@ -130,11 +153,11 @@ class Root:
                 continue
             followed += 1
             if followed > MAX_SYMLINKS:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), guest)
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), b"/" + b"/".join(done))
             if target.startswith(b"/"):
-                done = []
+                del done[:]
             todo.extend(part for part in reversed(target.split(b"/")) if part)
-        return b"/" + b"/".join(done)
+        return missing, followed
 
     def read_bytes(self, guest_path: str, default: "Optional[bytes]" = None,
                    limit: int = MAX_READ) -> "Optional[bytes]":
