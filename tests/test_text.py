@@ -44,7 +44,7 @@ def test_xs_path_bytes_is_the_name_alphabet_plus_slash():
 def test_controls_c0_del_and_c1_become_spaces_and_the_rest_stays():
     assert text.replace_controls("a\x00b\tc\x7fd\x9be\u00a0f\u00e9") == "a b c d e\u00a0f\u00e9"
     same = "plain text"
-    assert text.replace_controls(same) is same
+    assert text.replace_controls(same) is same           # the common case: no copy
 
 
 def test_sanitise_matches_the_c_tools_escaping():

@@ -97,11 +97,13 @@ class Root:
         return os.fsdecode(self._resolve(os.fsencode(guest_path), True))
 
     def _host(self, guest: bytes, follow: bool) -> bytes:
-        return os.path.join(os.fsencode(self.base), self._resolve(guest, follow).lstrip(b"/"))
+        return getattr(self, "_base") + self._resolve(guest, follow)
 
     def __post_init__(self) -> None:
-        # The directories already resolved (guest path -> (resolved parts, missing, links
-        # followed)): a run reads many files under the same few directories.
+        # The base as bytes, and the directories already resolved (guest path ->
+        # (resolved parts, missing, links followed)): a run reads many files under the
+        # same few directories.
+        object.__setattr__(self, "_base", os.fsencode(self.base).rstrip(b"/"))
         object.__setattr__(self, "_resolved", {})
 
     def _resolve(self, guest: bytes, follow: bool) -> bytes:
@@ -129,7 +131,7 @@ class Root:
         """Resolve one component of a path onto ``done`` (the resolved parts so far),
         following it if it is a link (and ``follow``) to the end of its target;
         returns the new ``missing`` and ``followed``. Raises OSError(ELOOP)."""
-        base = os.fsencode(self.base)
+        base: bytes = getattr(self, "_base")
         todo = [part]
         while todo:
             part = todo.pop()
@@ -144,7 +146,7 @@ class Root:
                 done.append(part)
                 continue
             try:
-                target = os.readlink(os.path.join(base, *(done + [part])))
+                target = os.readlink(b"/".join([base] + done + [part]))
             except OSError as err:
                 if err.errno not in VANISHED and err.errno != errno.EINVAL:
                     raise

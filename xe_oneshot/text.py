@@ -58,7 +58,7 @@ def is_control(char: str) -> bool:
 
 def replace_controls(text: str, by: str = " ") -> str:
     """``text`` with every control character (see :func:`is_control`) replaced by ``by``."""
-    if not any(is_control(c) for c in text):
+    if text.isprintable():          # no control character (C speed: every value passes)
         return text
     return "".join(by if is_control(c) else c for c in text)
 
