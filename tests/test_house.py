@@ -13,16 +13,21 @@ def _modules(top):
     return sorted((CHECKOUT / top).rglob("*.py"))
 
 
-def test_no_function_in_the_package_is_longer_than_60_lines():
+def _long_functions(top):
+    """``path:line name (n lines)`` of each function under ``top`` longer than the rule."""
     long = []
-    for path in _modules("xe_oneshot"):
+    for path in _modules(top):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = node.body[-1].end_lineno - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
                     long.append("%s:%d %s (%d lines)" % (
                         path.relative_to(CHECKOUT), node.lineno, node.name, lines))
-    assert long == []
+    return long
+
+
+def test_no_function_in_the_package_is_longer_than_60_lines():
+    assert _long_functions("xe_oneshot") == []
 
 
 def test_no_test_module_imports_another():
@@ -92,12 +97,4 @@ def test_a_fixture_defined_twice_is_found(tmp_path):
 
 def test_no_function_in_the_bench_is_longer_than_60_lines():
     """bench/ is split into harness, scenarios and report; it keeps the package's rule."""
-    long = []
-    for path in _modules("bench"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.body[-1].end_lineno - node.lineno + 1
-                if lines > MAX_FUNCTION_LINES:
-                    long.append("%s:%d %s (%d lines)" % (
-                        path.relative_to(CHECKOUT), node.lineno, node.name, lines))
-    assert long == []
+    assert _long_functions("bench") == []
