@@ -23,7 +23,7 @@ pytestmark = pytest.mark.xen
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "tests" / "xen" / "run.sh"
 SCENARIOS = ("boot", "rerun", "concurrent", "nethotplug", "blockhotplug", "vcpu", "memaddr",
-             "perms", "saverestore", "migrate")
+             "perms", "saverestore", "migrate", "sriov")
 
 
 class Lab:
