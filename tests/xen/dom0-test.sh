@@ -222,11 +222,22 @@ s_vcpu() {
   [ "$out" = 0 ] && note "ok back to one vCPU (cpu/online = $out)" || bad "after vcpu-set 1: cpu/online = '$out'"
 }
 
-# --- 8 + 5. mem-set, and an address added by hand (both wait for the timer) ----------------
+# --- 8 + 5. mem-set, an address added by hand, one by SLAAC (all wait for the timer) --------
+# SLAAC: dom0 advertises fd98::/64 on xenbr0 (dnsmasq, router advertisements only, router
+# lifetime 0); the guest's kernel forms fd98::216:3eff:fe00:2 from the vif's MAC. networkd
+# (IPv6AcceptRA=no on that vif) leaves the kernel's RA handling off, so the guest turns it on
+# (accept_ra=2); no hook runs for the new address, the timer publishes it.
+SLAAC_ADDR=fd98::216:3eff:fe00:2
 s_memaddr() {
   local total t0; total=$(key data/meminfo_total); t0=$(now)
   timeout 60 xl mem-set "$DOMU_NAME" 256m || bad "xl mem-set failed"
-  gx 120 "$IF0_SET"'ip addr add 10.99.0.77/24 dev $IF0 && ip -6 addr add fd99::77/64 dev $IF0 nodad' || bad "ip addr add failed"
+  gx 120 "$IF0_SET"'ip addr add 10.99.0.77/24 dev $IF0 && ip -6 addr add fd99::77/64 dev $IF0 nodad
+sysctl -qw net.ipv6.conf.$IF0.accept_ra=2' || bad "ip addr add failed"
+  local tra; tra=$(now)
+  ip -6 addr add fd98::1/64 dev xenbr0 nodad
+  dnsmasq --conf-file=/dev/null --port=0 --interface=xenbr0 --bind-interfaces --enable-ra \
+    --dhcp-range=fd98::,ra-only,64 --ra-param=xenbr0,5,0 --user=root --pid-file=/run/xetier-dnsmasq.pid \
+    || bad "dnsmasq (router advertisements) did not start"
   if wait_for 75 key_differs data/meminfo_total "$total"; then
     note "latency mem-set 256m -> data/meminfo_total changed ($total -> $(key data/meminfo_total) KiB): $(since "$t0")s (bound: one timer period, 60 s, + a run)"
   else bad "data/meminfo_total still $total 75 s after xl mem-set"; fi
@@ -235,7 +246,14 @@ s_memaddr() {
       expect_quiet_in attr/vif/0/ipv4 10.99.0.77; then
     note "latency ip addr add -> attr/vif/0/ipv4 has 10.99.0.77: $(since "$t0")s"
   else bad "10.99.0.77, added by hand, not published within one timer period ($(since "$t0")s): the timer runs the network section"; fi
-  gx 120 "$IF0_SET"'ip addr del 10.99.0.77/24 dev $IF0; ip -6 addr del fd99::77/64 dev $IF0' >/dev/null
+  if wait_for "$(awk -v s="$(since "$tra")" 'BEGIN { r = 75 - s; print (r > 1 ? r : 1) }')" \
+      expect_quiet_in attr/vif/0/ipv6 "$SLAAC_ADDR"; then
+    note "latency router advertisement starts -> attr/vif/0/ipv6 has $SLAAC_ADDR (SLAAC): $(since "$tra")s"
+  else bad "$SLAAC_ADDR (SLAAC) not published within one timer period ($(since "$tra")s)"; fi
+  gx 120 "$IF0_SET"'ip -6 addr show dev $IF0 | grep -E "inet6 fd98|valid_lft" | head -4' | sed 's/^/guest: /' >> "$NOTES"
+  kill "$(cat /run/xetier-dnsmasq.pid 2>/dev/null)" 2>/dev/null; ip -6 addr del fd98::1/64 dev xenbr0
+  gx 120 "$IF0_SET"'ip addr del 10.99.0.77/24 dev $IF0; ip -6 addr del fd99::77/64 dev $IF0
+sysctl -qw net.ipv6.conf.$IF0.accept_ra=0; ip -6 addr del '"$SLAAC_ADDR"'/64 dev $IF0' >/dev/null
   timeout 60 xl mem-set "$DOMU_NAME" 320m
 }
 expect_quiet_in() { local n; for n in $(xenstore-list "$H/$1" 2>/dev/null); do [ "$(key "$1/$n")" = "$2" ] && return 0; done; return 1; }
