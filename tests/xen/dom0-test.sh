@@ -379,18 +379,20 @@ udevadm settle -t 60; '"$VF_SET"'echo "vf=$VF device=$(readlink /sys/class/net/$
   # xenserver/device/... as xenopsd writes it: dom0's, readable by the guest (the home's
   # permissions are inherited); no xenserver/attr yet (plain xl)
   xenstore-write "$H/xenserver/device/net-sriov-vf/1/mac" "$SRIOV_MAC" || bad "cannot write the VF's mac"
-  out=$(gx 120 "$VF_SET"'ip link set $VF up; ip addr add 10.99.5.5/24 dev $VF
-xe-oneshot --section network --state-dir /run/xetier-vf 2>&1; echo "exit=$?"')
+  # one address (IPv4; the link stays down, so no IPv6 link-local yet); the run uses the
+  # units' state dir (a fresh one would republish misc, with its own warning under xl)
+  out=$(gx 120 "$VF_SET"'ip addr add 10.99.5.5/24 dev $VF
+xe-oneshot --section network 2>&1; echo "exit=$?"')
   echo "$out" | sed 's/^/guest: /' >> "$NOTES"
   case $out in *"exit=0"*) note "ok exit 0 without xenserver/attr" ;; *) bad "not exit 0 without xenserver/attr" ;; esac
-  [ "$(echo "$out" | grep -ciE 'warn|error')" = 1 ] && case $out in *net-sriov-vf/1/ipv4*) true ;; *) false ;; esac \
-    && note "ok one warning, naming the VF's key" || bad "want one warning naming xenserver/attr/net-sriov-vf/1/ipv4/0"
+  [ "$(echo "$out" | grep -c '^xe-oneshot:')" = 1 ] && case $out in *"xenserver/attr/net-sriov-vf/1/ipv4/0: not written (EACCES)"*) true ;; *) false ;; esac \
+    && note "ok one warning, naming the VF's key" || bad "want one warning, for xenserver/attr/net-sriov-vf/1/ipv4/0"
   key_gone xenserver/attr && note "ok nothing written under xenserver/attr" || bad "xenserver/attr exists"
   expect_in attr/vif/0/ipv4 10.99.0.2
   # a guest-writable xenserver/attr (as XenServer creates it): the VF's addresses go there
   xenstore-write "$H/xenserver/attr" "" && xenstore-chmod "$H/xenserver/attr" "n$DOMU_ID"
-  out=$(gx 120 "$VF_SET"'ip -6 addr add fd99:5::5/64 dev $VF nodad
-xe-oneshot --section network --state-dir /run/xetier-vf 2>&1; echo "exit=$?"')
+  out=$(gx 120 "$VF_SET"'ip link set $VF up; ip -6 addr add fd99:5::5/64 dev $VF nodad
+xe-oneshot --section network 2>&1; echo "exit=$?"')
   echo "$out" | sed 's/^/guest: /' >> "$NOTES"
   case $out in *"exit=0"*) note "ok exit 0 with xenserver/attr" ;; *) bad "not exit 0 with xenserver/attr" ;; esac
   expect_in xenserver/attr/net-sriov-vf/1/ipv4 10.99.5.5
