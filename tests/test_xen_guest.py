@@ -6,8 +6,8 @@ Slow (minutes) and root-only: collected in every run but deselected unless asked
 run, every test fails. One session fixture boots the lab once (tests/xen/run.sh); each
 scenario of tests/xen/dom0-test.sh is one test, asserting on the result dom0 wrote
 (``PASS`` or ``FAIL`` and its notes: checks and latencies); a failure shows the
-notes and the tails of the guest's and dom0's console logs. A second boot repeats boot and
-concurrent with C xenstored, and a PVH guest with ``XE_ONESHOT_XEN_PVH=1`` (scenario 10).
+notes and the tails of the guest's and dom0's console logs. A second boot repeats the boot
+scenario with C xenstored, and a PVH guest with ``XE_ONESHOT_XEN_PVH=1`` (scenario 10).
 """
 
 import os
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.xen
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "tests" / "xen" / "run.sh"
 SCENARIOS = ("boot", "rerun", "concurrent", "nethotplug", "blockhotplug", "vcpu", "memaddr",
-             "perms", "saverestore", "migrate")
+             "perms", "saverestore", "migrate", "sriov")
 
 
 class Lab:
@@ -49,11 +49,15 @@ class Lab:
                 % (lines, "\n".join(guest[-lines:]), lines, "\n".join(dom0[-lines:])))
 
 
-#: Scenario 10: boot and concurrent again with C xenstored in dom0 (a second boot of the
-#: lab: dom0's xenstored is chosen on its kernel cmdline). With XE_ONESHOT_XEN_PVH=1 the
-#: guest of that boot is a PVH domain: it boots in about 5 min under TCG (shadow paging)
-#: where a PV one takes 2.5, too slow for the tier's 15 minutes, so it is asked for.
-C_PVH = ("boot", "concurrent")
+#: Scenario 10: the boot scenario again in a second boot of the lab, with C xenstored in
+#: dom0 (chosen on dom0's kernel cmdline); the boot itself runs several collections at once
+#: (udev coldplug, networkd-dispatcher, the boot unit, the timer). XE_ONESHOT_XEN_PVH=1 makes
+#: that guest PVH: under TCG it boots with shadow paging, about 2.7 times slower than the PV
+#: one (measured: the boot unit started at guest uptime 411 s, networkd-dispatcher timed out
+#: after 300 s), too slow for the tier's 15 minutes, so it is asked for. qemu's nested paging
+#: (+npt) is no way out: Xen used HAP and the PVH guest triple-faulted during its boot. The
+#: second boot has no passed-through NIC (plain pc machine, no VT-d).
+C_PVH = ("boot",)
 PVH = os.environ.get("XE_ONESHOT_XEN_PVH", "") == "1"
 
 
@@ -78,7 +82,7 @@ def lab():
 def lab_c_pvh(lab):
     """The second boot (after the first: one qemu at a time): C xenstored (a PVH guest
     with XE_ONESHOT_XEN_PVH=1)."""
-    return _run_lab(XE_ONESHOT_XEN_SCENARIOS=" ".join(C_PVH),
+    return _run_lab(XE_ONESHOT_XEN_SCENARIOS=" ".join(C_PVH), XENLAB_QEMU_EXTRA="",
                     XENLAB_DOM0_EXTRA="xenlab.xenstored=c" + (" xenlab.domu_type=pvh" if PVH else ""))
 
 

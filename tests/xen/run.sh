@@ -18,7 +18,7 @@ LAB=$REPO/tests/xen/lab
 export XENLAB_DIR=${XE_ONESHOT_XEN_CACHE:-$REPO/.cache/xenlab}
 # Debian's packages for what the package depends on; dbus + networkd-dispatcher: the
 # dispatcher hook is how a systemd-networkd guest learns of new addresses
-export XENLAB_DOMU_PACKAGES="systemd python3-psutil python3-sh python3-xattr dbus networkd-dispatcher"
+export XENLAB_DOMU_PACKAGES="systemd python3-psutil python3-sh python3-xattr dbus networkd-dispatcher dnsmasq-base"
 mkdir -p "$XENLAB_DIR"
 exec 9>"$XENLAB_DIR/lock"
 flock 9    # one lab at a time (the images are shared)
@@ -56,6 +56,10 @@ else
   echo "$KEY" > "$B/images.key"
 fi
 
+# a real PCI NIC for dom0 to pass through to the guest as an SR-IOV VF (scenario sriov): Xen
+# assigns a device only with an IOMMU (xc_assign_device: EOPNOTSUPP without), so qemu's VT-d
+# (q35); XENLAB_QEMU_EXTRA= (empty) boots the plain pc machine without them
+export XENLAB_QEMU_EXTRA=${XENLAB_QEMU_EXTRA-"-machine q35 -device intel-iommu -device e1000,mac=00:16:3e:00:00:0a"}
 export XENLAB_DOMU_INIT=systemd XENLAB_DOM0_TEST=$REPO/tests/xen/dom0-test.sh
 export XENLAB_TIMEOUT=${XENLAB_TIMEOUT:-1500}
 if [ -n "${XE_ONESHOT_XEN_SCENARIOS:-}" ]; then

@@ -35,11 +35,14 @@ sed -i "s#^Address=[0-9.]*/.*#Address=${XENLAB_DOMU_IP2:-10.99.0.3/24}#" "$DT/et
 echo domu > "$DT/etc/hostname"
 if [ -x "$DT/lib/systemd/systemd" ]; then
   # systemd mode (domU kernel cmdline init=/lib/systemd/systemd): networkd for the static address,
-  # the lab's guest service; nothing that would download or scrub under emulation
+  # the lab's guest service; nothing that would download or scrub under emulation, nor what
+  # only serves logins (logind, utmp) or binfmt: CPU time the boot does not have under TCG
   systemctl --root="$DT" enable systemd-networkd.service systemd-networkd-wait-online.service xenlab-guest.service >/dev/null 2>&1 || true
   systemctl --root="$DT" mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
     fstrim.timer dpkg-db-backup.timer getty.target getty-static.service getty@tty1.service serial-getty@hvc0.service \
-    systemd-timesyncd.service xen.service xendomains.service >/dev/null 2>&1 || true
+    systemd-timesyncd.service xen.service xendomains.service \
+    systemd-logind.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \
+    systemd-update-utmp.service systemd-update-utmp-runlevel.service >/dev/null 2>&1 || true
 fi
 [ -n "${XENLAB_DOMU_OVERLAY:-}" ] && copy_in "$XENLAB_DOMU_OVERLAY" "$DT"
 [ -n "${XENLAB_DOMU_HOOK:-}" ] && { xenlab_say "domU hook: $XENLAB_DOMU_HOOK $DT"; sh -c "$XENLAB_DOMU_HOOK \"\$1\"" hook "$DT"; }
