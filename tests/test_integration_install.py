@@ -128,7 +128,9 @@ def test_launcher_adds_the_site_directories_but_runs_no_pth_file_or_sitecustomiz
     _distutils_hack; sitecustomize: a crash reporter's hook) costs every run ~0.5 ms
     and is left out."""
     launcher = (staged / "usr/bin/xe-oneshot").read_text()
-    probe = staged / "usr/lib/xe-oneshot/site_probe.py"
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "lib/xe-oneshot").mkdir(parents=True)     # where the launcher looks
+    probe = tmp_path / "lib/xe-oneshot/site_probe.py"
     probe.write_text("import site, sys\n"
                      "def main():\n"
                      "    import sh, xattr  # noqa: F401 - found in the site directories\n"
@@ -137,7 +139,7 @@ def test_launcher_adds_the_site_directories_but_runs_no_pth_file_or_sitecustomiz
                      "    print(sorted(m for m in ('sitecustomize', '_distutils_hack')"
                      " if m in sys.modules))\n"
                      "    return 0\n")
-    script = staged / "usr/bin/site-probe"
+    script = tmp_path / "bin/site-probe"
     script.write_text(launcher.replace("from xe_oneshot.entry import xe_oneshot",
                                        "from site_probe import main")
                       .replace("sys.exit(xe_oneshot())", "sys.exit(main())"))
