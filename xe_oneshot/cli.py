@@ -9,7 +9,7 @@ on every udev and network event.
 import sys
 
 from . import __version__, log
-from .output import OutputError, failed, sayer
+from .output import OutputError, failed, flush, sayer, write
 from .records import field, record
 from .sections import GROUPS, SECTIONS, expand
 
@@ -164,19 +164,16 @@ def main(argv: "Optional[List[str]]" = None) -> int:
             return EXIT_USAGE
         if opts.action == "help":
             status = EXIT_OK
-            _out(HELP.format(sections=", ".join(SECTIONS),
+            write(HELP.format(sections=", ".join(SECTIONS),
                              groups=", ".join("%s (%s)" % (g, " ".join(s))
                                               for g, s in GROUPS.items())))
         elif opts.action == "version":
             status = EXIT_OK
-            _out("xe-oneshot %s\n" % __version__)
+            write("xe-oneshot %s\n" % __version__)
         else:
             log.configure(opts.verbose)
             status = _print_mode(opts, sections) if opts.print_keys else _run(opts, sections)
-        try:
-            sys.stdout.flush()
-        except OSError as err:
-            raise OutputError(err) from None
+        flush()
         return status
     except KeyboardInterrupt:
         return 130
@@ -186,14 +183,6 @@ def main(argv: "Optional[List[str]]" = None) -> int:
 
 # -- output -----------------------------------------------------------------------------
 
-def _out(text: str) -> None:
-    """Write the command's output (--print, --dry-run) to stdout. Raises OutputError."""
-    try:
-        sys.stdout.write(text)
-    except OSError as err:
-        raise OutputError(err) from None
-
-
 _say = sayer("xe-oneshot")      # one message on stderr (lost, quietly, if it is gone)
 
 
@@ -201,7 +190,7 @@ _say = sayer("xe-oneshot")      # one message on stderr (lost, quietly, if it is
 
 def _print_mode(opts: Options, sections: "List[str]") -> int:
     from .run import print_keys
-    return EXIT_SECTION_FAILED if print_keys(opts, sections, _out).failed else EXIT_OK
+    return EXIT_SECTION_FAILED if print_keys(opts, sections, write).failed else EXIT_OK
 
 
 def _run(opts: Options, sections: "List[str]") -> int:
@@ -210,7 +199,7 @@ def _run(opts: Options, sections: "List[str]") -> int:
     from .runstate import StateError
     from .xenstore import NoXenStore, XenStoreError
     try:
-        result = publish(opts, sections, _out)
+        result = publish(opts, sections, write)
     except StateError as err:
         _say(str(err))
         return EXIT_FAILED

@@ -16,7 +16,7 @@ import os
 import sys
 
 from . import log
-from .output import OutputError, failed, sayer
+from .output import OutputError, failed, sayer, write
 from .distribution import detect, facts, render
 from .guest import Root
 
@@ -138,15 +138,6 @@ def main(argv: "Optional[List[str]]" = None, uname: "Optional[str]" = None) -> i
         return failed(failure, _say, EXIT_WRITE, "cannot write to stdout")
 
 
-def _out(text: str) -> None:
-    """Write ``text`` to stdout and flush it. Raises OutputError."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except OSError as err:
-        raise OutputError(err) from None
-
-
 _say = sayer(PROG)     # one line on stderr (lost, quietly, if stderr is gone)
 
 
@@ -157,11 +148,11 @@ def _main(argv: "Optional[List[str]]", uname: "Optional[str]") -> int:
         _say("%s (%s)" % (err, USAGE))
         return EXIT_USAGE
     if parsed is None:
-        _out(HELP)
+        write(HELP, flush=True)
         return EXIT_OK
     if parsed[0] == "--version":
         from . import __version__
-        _out("%s %s\n" % (PROG, __version__))
+        write("%s %s\n" % (PROG, __version__), flush=True)
         return EXIT_OK
     root, file = parsed
     if not os.path.isdir(root):
@@ -183,7 +174,7 @@ def _main(argv: "Optional[List[str]]", uname: "Optional[str]") -> int:
         _say("warning: ignored %s" % problem)
     text = render(facts(found, os.uname().release if uname is None else uname))
     if not file:
-        _out(text)
+        write(text, flush=True)
         return EXIT_OK
     try:
         write_atomically(file, text)

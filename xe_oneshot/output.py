@@ -13,7 +13,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Optional
+    from typing import IO, Any, Callable, Optional
 
 EXIT_PIPE = 141     # stdout's reader left (128 + SIGPIPE)
 
@@ -40,6 +40,25 @@ def show(key: str, value: str) -> str:
     from .text import sanitise
     return '%s = "%s"' % (sanitise(key.encode("utf-8", "replace")).decode("ascii"),
                           sanitise(value.encode("utf-8", "replace")).decode("ascii"))
+
+
+def write(text: str, flush: bool = False) -> None:
+    """Write ``text`` to stdout (then flush it, if asked). Raises :class:`OutputError`."""
+    try:
+        sys.stdout.write(text)
+        if flush:
+            sys.stdout.flush()
+    except OSError as err:
+        raise OutputError(err) from None
+
+
+def flush(stream: "Optional[IO[Any]]" = None) -> None:
+    """Flush stdout (or ``stream``): the last of a command's output. Raises
+    :class:`OutputError`."""
+    try:
+        (stream or sys.stdout).flush()
+    except OSError as err:
+        raise OutputError(err) from None
 
 
 class OutputError(Exception):

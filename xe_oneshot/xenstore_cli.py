@@ -21,7 +21,7 @@ import errno
 import os
 import sys
 
-from .output import OutputError, failed, sayer
+from .output import OutputError, failed, flush, sayer
 from .text import HEX_BYTES, sanitise
 
 TYPE_CHECKING = False
@@ -450,10 +450,7 @@ def main(argv: "Optional[List[str]]" = None, prog: "Optional[str]" = None) -> in
 
     try:
         status = _main(prog, argv, write, warn)
-        try:
-            (out or sys.stdout).flush()
-        except OSError as err:
-            raise OutputError(err) from None
+        flush(out)
         return status
     except KeyboardInterrupt:
         return 130
