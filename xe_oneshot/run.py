@@ -49,10 +49,9 @@ _NOTHING_FOUND = {"network": "no Xen VIF or SR-IOV VF found",
 
 @record
 class Result:
-    """What a run did: the sections that answered, those that failed (name -> one-line
-    reason), and whether it was skipped (runs started since covered all it was for)."""
+    """What a run did: the sections that failed (name -> one-line reason), and whether
+    it was skipped (runs started since covered all it was for)."""
 
-    collected: "List[str]" = field(default_factory=list)
     failed: "Dict[str, str]" = field(default_factory=dict)
     skipped: bool = False
 
@@ -81,7 +80,7 @@ def print_keys(cmdline: "CommandLine", sections: "List[str]",
     else:
         from .output import show
         out("".join(show(key, value) + "\n" for key, value in values.items()))
-    return Result(list(results), failed)
+    return Result(failed)
 
 
 def publish(cmdline: "CommandLine", sections: "List[str]",
@@ -109,14 +108,14 @@ def publish(cmdline: "CommandLine", sections: "List[str]",
         previous = published_times(state)
         outcome = apply(cmdline, client, wanted_state(results), previous, started, out)
         if cmdline.dry_run or state is None:    # a real run has one (maybe detached)
-            return Result(list(results), failed)
+            return Result(failed)
         LOG.info("%s: %d written, %d removed, %d small %s held back",
                  ",".join(results) or "nothing", len(outcome.writes), len(outcome.removes),
                  len(outcome.plan.deferred),
                  "change" if len(outcome.plan.deferred) == 1 else "changes")
         remember(state, previous, outcome, domid,
                  [name for name in todo if name not in failed], started)
-        return Result(list(results), failed)
+        return Result(failed)
     finally:
         client.close()
         if state is not None:
