@@ -20,10 +20,10 @@ lint:
 test-pythons:
 	PYTHONS="$(or $(PYTHONS),3.6 3.13)" bash tests/multipython.sh
 
-# `make test-xen`: the Xen tier (root, 5-15 minutes): Xen + a Debian dom0 under qemu, the
-# package installed into a systemd PV guest, each scenario of tests/xen/dom0-test.sh one
-# test. The lab's images are cached in .cache/xenlab (XE_ONESHOT_XEN_CACHE) and rebuilt when
-# their inputs change.
+# `make test-xen`: the Xen tier (root, 10-15 minutes): Xen + a Debian dom0 under qemu, the
+# package installed into a systemd PV guest (and a PVH one), each scenario of
+# tests/xen/dom0-test.sh one test. The lab's images are cached in .cache/xenlab
+# (XE_ONESHOT_XEN_CACHE) and rebuilt when their inputs change.
 .PHONY: test-xen
 test-xen:
 	XE_ONESHOT_XEN=1 $(PYTHON) -m pytest -q -m xen tests/test_xen_guest.py
