@@ -11,7 +11,7 @@ import subprocess
 import tarfile
 import time
 from pathlib import Path
-from typing import Tuple
+from typing import List, Tuple
 
 import pytest
 
@@ -446,11 +446,12 @@ def test_init_scripts_pass_shellcheck(tmp_path, init):
         assert res.returncode == 0, res.stdout
 
 
-def run_helper(staged_root: Path, tmp_path: Path, args, xen: bool,
-               collector: str = "") -> Tuple[Stubs, subprocess.CompletedProcess]:
+def run_helper(staged_root: Path, tmp_path: Path, args, xen: bool, collector: str = "",
+               script: str = "") -> Tuple[Stubs, subprocess.CompletedProcess]:
     """xe-oneshot-run as installed, its commands (@BINDIR@) replaced by recording stubs
     (``collector``: extra shell lines for the xe-oneshot stub), logger by a stub on
-    PATH; in a namespace whose /dev holds xen/xenbus when ``xen``."""
+    PATH; in a namespace with its own /run, whose /dev holds xen/xenbus when ``xen``.
+    ``script``: shell lines run there instead (``$RUN`` is the helper)."""
     need("unshare")
     if not xen and (os.path.isdir("/proc/xen") or os.path.exists("/dev/xen/xenbus")):
         pytest.fail("this machine is a Xen guest: the not-Xen case cannot be tested")
@@ -462,16 +463,17 @@ def run_helper(staged_root: Path, tmp_path: Path, args, xen: bool,
     run.write_text((staged_root / "usr/lib/xe-oneshot/xe-oneshot-run").read_text()
                    .replace("/usr/bin/", str(stubs.dir) + "/"))
     run.chmod(0o755)
-    setup = ""
+    setup = "mount -t tmpfs xe-test-run /run\n"
     if xen:
         dev = tmp_path / "dev"
         (dev / "up/xen").mkdir(parents=True, exist_ok=True)
         (dev / "work").mkdir(exist_ok=True)
         (dev / "up/xen/xenbus").write_text("")
-        setup = ("mount -t overlay overlay -o lowerdir=/dev,upperdir={d}/up,workdir={d}/work"
-                 " /dev\n".format(d=dev))
-    res = in_namespace(setup + "export PATH=%s:/usr/bin:/bin\nexec %s %s\n" % (
-        stubs.dir, run, " ".join(shlex.quote(a) for a in args)), timeout=60)
+        setup += ("mount -t overlay overlay -o lowerdir=/dev,upperdir={d}/up,workdir={d}/work"
+                  " /dev\n".format(d=dev))
+    body = script or 'exec "$RUN" %s\n' % " ".join(shlex.quote(a) for a in args)
+    res = in_namespace(setup + "export PATH=%s:/usr/bin:/bin\nRUN=%s\n%s" % (
+        stubs.dir, run, body), timeout=60)
     return stubs, res
 
 
@@ -527,6 +529,53 @@ def test_helper_event_returns_at_once_detached_from_udev(staged_sysv, tmp_path):
     assert stubs.calls("xe-oneshot") == [["--section", "network"]]
     sid = (tmp_path / "ran.sid").read_text().split()
     assert sid[0] != str(os.getsid(0))           # not the caller's (udev's) session
+
+
+#: the xe-oneshot stub as the collector takes turns: on the state dir's lock
+LOCKING_COLLECTOR = "exec 7>>/run/xe-oneshot/lock; flock 7; sleep %s"
+
+
+def settled_calls(stubs: Stubs, want: int, timeout: float = 20) -> List[List[str]]:
+    """The collector's calls once ``want`` were made and no more came for 1.5 s (the
+    runs an event detached end after the helper returned)."""
+    deadline = time.monotonic() + timeout
+    while len(stubs.calls("xe-oneshot")) < want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    return stubs.calls("xe-oneshot")
+
+
+def test_helper_event_storm_queues_one_run_per_section(staged_sysv, tmp_path):
+    """Without systemd every udev event starts the helper: while a run holds the lock, 80
+    events for two sections leave one waiting run per section, not 80 collectors held in
+    memory (each waiting run covers every event before it)."""
+    stubs, res = run_helper(staged_sysv, tmp_path, [], xen=True,
+                            collector=LOCKING_COLLECTOR % 0.2, script="""
+mkdir -m 700 /run/xe-oneshot
+flock /run/xe-oneshot/lock sleep 3 &
+sleep 0.3
+for i in $(seq 40); do "$RUN" event network; "$RUN" event volumes; done
+""")
+    assert res.returncode == 0, res.stdout
+    calls = settled_calls(stubs, 2)
+    assert sorted(calls) == [["--section", "network"], ["--section", "volumes"]]
+
+
+def test_helper_event_after_the_waiting_run_started_queues_another(staged_sysv, tmp_path):
+    """The waiting run leaves the queue when it may start: an event while it runs gets a
+    run of its own (nothing lost), and one more event then is covered by that one."""
+    stubs, res = run_helper(staged_sysv, tmp_path, [], xen=True,
+                            collector=LOCKING_COLLECTOR % 2, script="""
+mkdir -m 700 /run/xe-oneshot
+flock /run/xe-oneshot/lock sleep 1 &
+sleep 0.3
+"$RUN" event network
+sleep 2.5
+"$RUN" event network
+"$RUN" event network
+""")
+    assert res.returncode == 0, res.stdout
+    assert settled_calls(stubs, 2) == [["--section", "network"]] * 2
 
 
 def test_helper_rejects_an_unknown_mode(staged_sysv, tmp_path):
