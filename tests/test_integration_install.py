@@ -553,7 +553,7 @@ def test_helper_event_storm_queues_one_run_per_section(staged_sysv, tmp_path):
                             collector=LOCKING_COLLECTOR % 0.2, script="""
 mkdir -m 700 /run/xe-oneshot
 flock /run/xe-oneshot/lock sleep 3 &
-sleep 0.3
+while flock -n /run/xe-oneshot/lock true; do sleep 0.05; done    # until it holds the lock
 for i in $(seq 40); do "$RUN" event network; "$RUN" event volumes; done
 """)
     assert res.returncode == 0, res.stdout
@@ -568,7 +568,7 @@ def test_helper_event_after_the_waiting_run_started_queues_another(staged_sysv, 
                             collector=LOCKING_COLLECTOR % 2, script="""
 mkdir -m 700 /run/xe-oneshot
 flock /run/xe-oneshot/lock sleep 1 &
-sleep 0.3
+while flock -n /run/xe-oneshot/lock true; do sleep 0.05; done    # until it holds the lock
 "$RUN" event network
 sleep 2.5
 "$RUN" event network
