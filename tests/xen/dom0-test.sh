@@ -114,7 +114,7 @@ s_boot() {
     wait_for 900 ready_or_died
     key_has data/xenlab/ready && break
     guest_died || { bad "guest not ready within 900 s"; return 1; }
-    # Its kernel died while booting, before any of the agent's checks. Seen once in CI with
+    # Its kernel died while booting, before dom0 checked anything. Seen once in CI with
     # the two-vCPU PVH guest: a recursive page fault in the kernel's own interrupt entry,
     # under Xen's shadow paging under TCG; nothing the agent does.
     # Booted once more, and said so in the notes; a second death fails the scenario.
